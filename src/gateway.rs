@@ -1,0 +1,132 @@
+//! Wiring: builds the shared parts, runs the listeners, and shuts down in order:
+//! stop accepting → let in-flight calls finish (grace period) → close sessions (which stops
+//! every upstream child) → exit.
+
+use crate::config::{Config, UpstreamConfig};
+use crate::policy::stack;
+use crate::session::registry::Registry;
+use crate::session::{self, Session, Shared};
+use crate::transport::downstream::{http, stdio};
+use anyhow::Context;
+use axum::serve::ListenerExt;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+fn shared(config: &Config, upstreams: Vec<UpstreamConfig>) -> anyhow::Result<Arc<Shared>> {
+    let http = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build()
+        .context("building the upstream HTTP client")?;
+    Ok(Arc::new(Shared {
+        upstreams: upstreams.into_iter().map(Arc::new).collect(),
+        separator: config.gateway.separator.clone(),
+        request_timeout: config.gateway.request_timeout(),
+        http,
+        tool_stack: stack::build(),
+    }))
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let term = async {
+        match term.as_mut() {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = term => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+    }
+}
+
+/// `tollgate serve`: the Streamable HTTP endpoint until a signal arrives.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let shared = shared(&config, config.upstreams.clone())?;
+    let registry = Arc::new(Registry::new(shared));
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (server.listen)", config.server.listen))?;
+    let addr = listener.local_addr()?;
+    let state = http::HttpState::new(registry.clone(), config.server.clone());
+    let app = http::router(state);
+    // Tests and scripts read the bound address from this line (port 0 picks a free port).
+    println!("listening on http://{addr}{}", config.server.path);
+    let _ = std::io::stdout().flush();
+    tracing::info!(%addr, path = %config.server.path, upstreams = config.upstreams.len(), "tollgate serving");
+
+    let stop = CancellationToken::new();
+    // Without TCP_NODELAY small SSE writes meet delayed ACKs: ~40 ms per request.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let server = tokio::spawn({
+        let stop = stop.clone();
+        async move { axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await }
+    });
+    let reaper = tokio::spawn({
+        let registry = registry.clone();
+        let idle = Duration::from_secs(config.server.session_idle_timeout_secs);
+        async move {
+            let mut tick = tokio::time::interval(idle.min(Duration::from_secs(60)).max(Duration::from_secs(1)));
+            loop {
+                tick.tick().await;
+                registry.reap(idle).await;
+            }
+        }
+    });
+
+    shutdown_signal().await;
+    stop.cancel();
+    drain(&registry, config.gateway.shutdown_grace()).await;
+    registry.close_all().await;
+    reaper.abort();
+    if tokio::time::timeout(Duration::from_secs(2), server).await.is_err() {
+        tracing::warn!("connections still open after shutdown; closing them");
+    }
+    tracing::info!("tollgate stopped");
+    Ok(())
+}
+
+/// Waits for in-flight requests to finish, up to `grace`.
+async fn drain(registry: &Registry, grace: Duration) {
+    let deadline = tokio::time::Instant::now() + grace;
+    while registry.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left = registry.in_flight();
+    if left > 0 {
+        tracing::warn!(left, "grace period over; failing calls still in flight");
+    }
+}
+
+/// `tollgate stdio -- CMD ARGS`: one client on our stdin/stdout, `CMD` (plus any configured
+/// upstreams) behind it.
+pub async fn stdio(config: Config, command: Vec<String>) -> anyhow::Result<()> {
+    let mut upstreams = Vec::new();
+    if !command.is_empty() {
+        upstreams.push(UpstreamConfig::from_command(&command));
+    }
+    upstreams.extend(config.upstreams.iter().cloned());
+    if upstreams.is_empty() {
+        anyhow::bail!("nothing to front: give a command after `--` or upstreams in --config");
+    }
+    let shared = shared(&config, upstreams)?;
+    let session = Session::new(shared, session::new_session_id());
+    let stop = CancellationToken::new();
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            shutdown_signal().await;
+            stop.cancel();
+        }
+    });
+    stdio::serve(session, config.server.max_body_bytes, stop, config.gateway.shutdown_grace()).await;
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! Tollgate: a security-first MCP gateway. See ARCHITECTURE.md for the map.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod error;
+pub mod gateway;
+pub mod jsonrpc;
+pub mod layers;
+pub mod mcp;
+pub mod policy;
+pub mod session;
+pub mod telemetry;
+pub mod transport;

@@ -1,0 +1,68 @@
+//! MCP knowledge the gateway decides on: protocol versions, `_meta` keys, method names.
+//!
+//! Only what routing and bridging need is typed here; everything else stays raw JSON.
+
+pub mod lifecycle;
+pub mod names;
+
+/// `initialize`-era versions a client may ask for, newest first.
+pub const STATEFUL_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+/// The stateless generation (no initialize, `server/discover`, per-request `_meta`).
+pub const STATELESS_VERSION: &str = "2026-07-28";
+/// Newest version with an initialize handshake; what the gateway offers old clients.
+pub const LATEST_STATEFUL: &str = "2025-11-25";
+/// Every version the gateway speaks, newest first.
+pub const SUPPORTED_VERSIONS: &[&str] = &["2026-07-28", "2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+
+pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+pub const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
+pub const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+
+pub fn is_supported(version: &str) -> bool {
+    SUPPORTED_VERSIONS.contains(&version)
+}
+
+/// The protocol version a 2026-07-28 request declares in `params._meta`, if any.
+pub fn declared_version(params: Option<&str>) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct P {
+        #[serde(rename = "_meta")]
+        meta: Option<M>,
+    }
+    #[derive(serde::Deserialize)]
+    struct M {
+        #[serde(rename = "io.modelcontextprotocol/protocolVersion")]
+        version: Option<String>,
+    }
+    let p: P = serde_json::from_str(params?).ok()?;
+    p.meta?.version
+}
+
+/// The tool/prompt name or resource uri a request targets (what `Mcp-Name` must mirror).
+pub fn target_name(method: &str, params: Option<&str>) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct P {
+        name: Option<String>,
+        uri: Option<String>,
+    }
+    let p: P = serde_json::from_str(params?).ok()?;
+    match method {
+        "tools/call" | "prompts/get" => p.name,
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => p.uri,
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_declared_version_and_target() {
+        let p = r#"{"name":"echo","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}"#;
+        assert_eq!(declared_version(Some(p)).as_deref(), Some("2026-07-28"));
+        assert_eq!(target_name("tools/call", Some(p)).as_deref(), Some("echo"));
+        assert_eq!(declared_version(Some("{}")), None);
+    }
+}

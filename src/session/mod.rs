@@ -1,0 +1,745 @@
+//! A downstream session: one client, its upstream connections, and the routing between them.
+//!
+//! Invariants:
+//! - every upstream connection belongs to exactly one session, so upstream-initiated requests
+//!   (sampling, elicitation, roots) always reach the client they were meant for;
+//! - a client request id is in flight at most once per session (a duplicate is refused, never
+//!   queued: rmcp-based servers stall on duplicates);
+//! - ids the gateway shows the client for upstream requests (`"tg-N"`) map back to exactly one
+//!   upstream and its own id.
+
+pub mod catalog;
+pub mod outbound;
+pub mod registry;
+
+use crate::config::UpstreamConfig;
+use crate::error::Error;
+use crate::jsonrpc::raw_object::raw;
+use crate::jsonrpc::{self, Frame, Kind, RawObject};
+use crate::mcp::lifecycle::{self, ClientHello, ServerHello};
+use crate::mcp::{self, names};
+use crate::policy::stack::{ToolCall, ToolCallService};
+use crate::transport::upstream::{Peer, RelatedSink, UpstreamEvent};
+use catalog::{Catalog, ListKind, Route};
+use outbound::Outbound;
+use serde_json::value::RawValue;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+/// Gateway-wide things every session uses.
+pub struct Shared {
+    pub upstreams: Vec<Arc<UpstreamConfig>>,
+    pub separator: String,
+    pub request_timeout: Duration,
+    pub http: reqwest::Client,
+    pub tool_stack: ToolCallService,
+}
+
+/// How a transport hands one client request to the session.
+pub struct RequestCtx {
+    /// Unique among this session's in-flight requests; usually the JSON-RPC id.
+    pub key: String,
+    /// The open stream for messages that belong to this request, if the transport has one.
+    pub related: Option<RelatedSink>,
+}
+
+struct Inflight {
+    related: Option<RelatedSink>,
+    progress_token: Option<String>,
+    cancel: CancellationToken,
+}
+
+/// Reconnect pacing for a crashed or unreachable upstream.
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
+    not_before: Option<Instant>,
+}
+
+struct Slot {
+    config: Arc<UpstreamConfig>,
+    peer: tokio::sync::Mutex<Option<Arc<Peer>>>,
+    backoff: Mutex<Backoff>,
+    lists: Mutex<HashMap<ListKind, Arc<Vec<Box<RawValue>>>>>,
+}
+
+pub struct Session {
+    pub id: String,
+    shared: Arc<Shared>,
+    slots: Vec<Slot>,
+    client: RwLock<Option<ClientHello>>,
+    inflight: Mutex<HashMap<String, Inflight>>,
+    server_requests: Mutex<HashMap<String, (usize, String)>>,
+    next_server_request: AtomicU64,
+    pub outbound: Outbound,
+    catalog: Mutex<Catalog>,
+    closed: CancellationToken,
+    last_seen: Mutex<Instant>,
+    me: Weak<Session>,
+}
+
+/// Removes an in-flight entry however the request ends.
+struct InflightGuard<'a>(&'a Session, String);
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.inflight.lock().expect("inflight lock").remove(&self.1);
+    }
+}
+
+fn progress_token(frame: &Frame) -> Option<String> {
+    let params: serde_json::Value = frame.params_as().ok()?;
+    params.pointer("/_meta/progressToken").map(|t| t.to_string())
+}
+
+impl Session {
+    pub fn new(shared: Arc<Shared>, id: String) -> Arc<Session> {
+        let slots = shared
+            .upstreams
+            .iter()
+            .map(|c| Slot {
+                config: c.clone(),
+                peer: tokio::sync::Mutex::new(None),
+                backoff: Mutex::new(Backoff::default()),
+                lists: Mutex::new(HashMap::new()),
+            })
+            .collect();
+        Arc::new_cyclic(|me| Session {
+            id,
+            shared,
+            slots,
+            client: RwLock::new(None),
+            inflight: Mutex::new(HashMap::new()),
+            server_requests: Mutex::new(HashMap::new()),
+            next_server_request: AtomicU64::new(1),
+            outbound: Outbound::default(),
+            catalog: Mutex::new(Catalog::default()),
+            closed: CancellationToken::new(),
+            last_seen: Mutex::new(Instant::now()),
+            me: me.clone(),
+        })
+    }
+
+    pub fn idle_for(&self) -> Duration {
+        self.last_seen.lock().expect("last_seen lock").elapsed()
+    }
+
+    fn touch(&self) {
+        *self.last_seen.lock().expect("last_seen lock") = Instant::now();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
+    /// Resolves when the session has been closed.
+    pub async fn closed(&self) {
+        self.closed.cancelled().await
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.inflight.lock().expect("inflight lock").len()
+    }
+
+    pub fn client_hello(&self) -> Option<ClientHello> {
+        self.client.read().expect("client lock").clone()
+    }
+
+    /// Ends the session: cancels in-flight requests and stops every upstream connection.
+    pub async fn close(&self) {
+        if self.closed.is_cancelled() {
+            return;
+        }
+        self.closed.cancel();
+        for entry in self.inflight.lock().expect("inflight lock").values() {
+            entry.cancel.cancel();
+        }
+        let peers: Vec<Arc<Peer>> = {
+            let mut out = Vec::new();
+            for slot in &self.slots {
+                if let Some(p) = slot.peer.lock().await.take() {
+                    out.push(p);
+                }
+            }
+            out
+        };
+        futures::future::join_all(peers.iter().map(|p| p.shutdown())).await;
+        self.outbound.detach();
+        tracing::info!(session = %self.id, "session closed");
+    }
+
+    // ---------------------------------------------------------------- client → gateway
+
+    /// Handles one client message. Returns the reply for requests (None when cancelled).
+    pub async fn handle(&self, frame: Frame, ctx: RequestCtx) -> Option<String> {
+        self.touch();
+        match frame.kind() {
+            Kind::Request => self.handle_request(frame, ctx).await,
+            Kind::Notification => {
+                self.handle_notification(frame).await;
+                None
+            }
+            Kind::Response => {
+                self.handle_response(frame).await;
+                None
+            }
+        }
+    }
+
+    async fn handle_request(&self, frame: Frame, ctx: RequestCtx) -> Option<String> {
+        let id = frame.id().unwrap_or("null").to_string();
+        if self.is_closed() {
+            return Some(Error::ShuttingDown.to_jsonrpc(Some(&id)));
+        }
+        let cancel = CancellationToken::new();
+        {
+            let mut inflight = self.inflight.lock().expect("inflight lock");
+            if inflight.contains_key(&ctx.key) {
+                return Some(Error::DuplicateRequestId(id.clone()).to_jsonrpc(Some(&id)));
+            }
+            inflight.insert(
+                ctx.key.clone(),
+                Inflight { related: ctx.related.clone(), progress_token: progress_token(&frame), cancel: cancel.clone() },
+            );
+        }
+        let _guard = InflightGuard(self, ctx.key.clone());
+        let span = tracing::debug_span!("request", session = %self.id, method = %frame.method());
+        let outcome = tokio::select! {
+            r = tracing::Instrument::instrument(self.dispatch_request(&frame, ctx.related), span) => Some(r),
+            _ = cancel.cancelled() => None,
+        };
+        match outcome? {
+            Ok(reply) => Some(reply),
+            Err(e) => {
+                if e.source_kind() == crate::error::Source::Upstream {
+                    tracing::warn!(session = %self.id, method = %frame.method(), error = %e, "request failed upstream");
+                }
+                Some(e.to_jsonrpc(Some(&id)))
+            }
+        }
+    }
+
+    /// Answers one request; the reply carries the client's id.
+    async fn dispatch_request(&self, frame: &Frame, related: Option<RelatedSink>) -> Result<String, Error> {
+        let id = frame.id().unwrap_or("null");
+        let method = frame.method();
+        match method {
+            "initialize" => return self.initialize(frame).await.map(|r| jsonrpc::result(id, &r)),
+            "ping" => return Ok(jsonrpc::result(id, "{}")),
+            _ => {}
+        }
+        self.adopt_stateless_client(frame)?;
+        let reply = match method {
+            "server/discover" => {
+                let hellos = self.connect_all().await?;
+                return Ok(jsonrpc::result(id, &lifecycle::discover_result(hellos.iter())));
+            }
+            "logging/setLevel" => {
+                self.broadcast_request(frame, "logging").await;
+                return Ok(jsonrpc::result(id, "{}"));
+            }
+            _ => match ListKind::from_method(method) {
+                Some(kind) => return self.merged_list(kind).await.map(|r| jsonrpc::result(id, &r)),
+                None => self.route_request(frame, related).await?,
+            },
+        };
+        Ok(reply.with_id(id).into_string())
+    }
+
+    async fn route_request(&self, frame: &Frame, related: Option<RelatedSink>) -> Result<Frame, Error> {
+        let method = frame.method();
+        match method {
+            "tools/call" => {
+                let (route, upstream_frame, public) = self.resolve_named(frame, ListKind::Tools).await?;
+                let call = ToolCall {
+                    session: self.me.upgrade().ok_or(Error::ShuttingDown)?,
+                    slot: route.slot,
+                    public_name: public,
+                    frame: upstream_frame,
+                    related,
+                };
+                self.shared.tool_stack.clone().oneshot(call).await
+            }
+            "prompts/get" => {
+                let (route, upstream_frame, _) = self.resolve_named(frame, ListKind::Prompts).await?;
+                self.forward_to(route.slot, &upstream_frame, related).await
+            }
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                let uri = mcp::target_name(method, frame.params())
+                    .ok_or_else(|| Error::InvalidParams(format!("{method} needs a string \"uri\"")))?;
+                let slot = self.slot_for_uri(&uri).await?;
+                self.forward_to(slot, frame, related).await
+            }
+            "completion/complete" => self.complete(frame, related).await,
+            _ => {
+                // Methods the gateway does not know go to the first upstream, unchanged.
+                if self.slots.is_empty() {
+                    return Err(Error::MethodNotFound(method.to_string()));
+                }
+                self.forward_to(0, frame, related).await
+            }
+        }
+    }
+
+    async fn handle_notification(&self, frame: Frame) {
+        match frame.method() {
+            // The gateway did its own handshake with every upstream.
+            "notifications/initialized" => {}
+            "notifications/cancelled" => {
+                #[derive(serde::Deserialize)]
+                struct P<'a> {
+                    #[serde(rename = "requestId", borrow)]
+                    request_id: &'a RawValue,
+                }
+                if let Ok(p) = frame.params_as::<P>() {
+                    let key = p.request_id.get().to_string();
+                    if let Some(entry) = self.inflight.lock().expect("inflight lock").get(&key) {
+                        // Dropping the forward tells its upstream to cancel, with its own id.
+                        entry.cancel.cancel();
+                    }
+                }
+            }
+            _ => {
+                for peer in self.connected_peers().await {
+                    let _ = peer.notify(frame.as_str()).await;
+                }
+            }
+        }
+    }
+
+    /// A client's reply to an upstream's request: back to that upstream, with its id.
+    async fn handle_response(&self, frame: Frame) {
+        let Some(id) = frame.id() else { return };
+        let target = self.server_requests.lock().expect("server_requests lock").remove(id);
+        let Some((slot, upstream_id)) = target else {
+            tracing::debug!(session = %self.id, id, "dropping a reply to no upstream request");
+            return;
+        };
+        let peer = self.slots[slot].peer.lock().await.clone();
+        if let Some(peer) = peer {
+            let _ = peer.notify(frame.with_id(&upstream_id).as_str()).await;
+        }
+    }
+
+    // ---------------------------------------------------------------- lifecycle
+
+    async fn initialize(&self, frame: &Frame) -> Result<String, Error> {
+        let hello = ClientHello::from_initialize(frame.params()).map_err(Error::InvalidParams)?;
+        {
+            let mut client = self.client.write().expect("client lock");
+            if client.as_ref().is_some_and(|c| !c.stateless) {
+                return Err(Error::InvalidRequest("this session is already initialized".into()));
+            }
+            *client = Some(hello.clone());
+        }
+        let hellos = self.connect_all().await?;
+        Ok(lifecycle::initialize_result(&hello.version, hellos.iter()))
+    }
+
+    /// A 2026-07-28 client never initializes: its `_meta` tells us who it is.
+    fn adopt_stateless_client(&self, frame: &Frame) -> Result<(), Error> {
+        if self.client.read().expect("client lock").is_some() {
+            return Ok(());
+        }
+        match ClientHello::from_meta(frame.params()) {
+            Some(hello) if hello.version == mcp::STATELESS_VERSION => {
+                *self.client.write().expect("client lock") = Some(hello);
+                Ok(())
+            }
+            Some(hello) => Err(Error::UnsupportedProtocolVersion { requested: hello.version }),
+            None if frame.method() == "server/discover" => {
+                // A discovery probe without `_meta`: answer it as a 2026-07-28 client would be.
+                let hello = ClientHello {
+                    version: mcp::STATELESS_VERSION.into(),
+                    stateless: true,
+                    client_info: serde_json::json!({"name": "unknown", "version": "0"}),
+                    capabilities: serde_json::json!({}),
+                };
+                *self.client.write().expect("client lock") = Some(hello);
+                Ok(())
+            }
+            None => Err(Error::InvalidRequest(
+                "send initialize first (2025-11-25), or put io.modelcontextprotocol/protocolVersion in params._meta (2026-07-28)".into(),
+            )),
+        }
+    }
+
+    /// Connects every upstream; fail-open upstreams that are down are left out.
+    async fn connect_all(&self) -> Result<Vec<ServerHello>, Error> {
+        let results = futures::future::join_all((0..self.slots.len()).map(|i| self.peer(i))).await;
+        let mut hellos = Vec::new();
+        for (slot, result) in self.slots.iter().zip(results) {
+            match result {
+                Ok(peer) => hellos.push(peer.hello().clone()),
+                Err(e) if slot.config.required => return Err(e),
+                Err(e) => tracing::warn!(session = %self.id, upstream = %slot.config.name, error = %e, "upstream left out (fail-open)"),
+            }
+        }
+        Ok(hellos)
+    }
+
+    /// The live connection to upstream `slot`, (re)connecting if needed, with backoff.
+    async fn peer(&self, slot: usize) -> Result<Arc<Peer>, Error> {
+        let s = &self.slots[slot];
+        let mut current = s.peer.lock().await;
+        if let Some(peer) = current.as_ref() {
+            if !peer.is_closed() {
+                return Ok(peer.clone());
+            }
+            tracing::warn!(session = %self.id, upstream = %s.config.name, "upstream connection lost; reconnecting");
+        }
+        if self.is_closed() {
+            return Err(Error::ShuttingDown);
+        }
+        if let Some(at) = s.backoff.lock().expect("backoff lock").not_before {
+            let now = Instant::now();
+            if at > now {
+                return Err(Error::UpstreamUnavailable {
+                    upstream: s.config.name.clone(),
+                    reason: format!("restarting after a failure; retry in {} ms", (at - now).as_millis()),
+                });
+            }
+        }
+        let client = self.client_hello().ok_or_else(|| Error::InvalidRequest("send initialize first".into()))?;
+        match Peer::connect(&s.config, &client, &self.shared.http, self.shared.request_timeout).await {
+            Ok((peer, events)) => {
+                *s.backoff.lock().expect("backoff lock") = Backoff::default();
+                s.lists.lock().expect("lists lock").clear();
+                tokio::spawn(pump(self.me.clone(), slot, events));
+                *current = Some(peer.clone());
+                Ok(peer)
+            }
+            Err(e) => {
+                let mut b = s.backoff.lock().expect("backoff lock");
+                b.failures += 1;
+                let delay = Duration::from_millis(250u64.saturating_mul(1 << b.failures.min(7)));
+                b.not_before = Some(Instant::now() + delay);
+                Err(e)
+            }
+        }
+    }
+
+    async fn connected_peers(&self) -> Vec<Arc<Peer>> {
+        let mut out = Vec::new();
+        for slot in &self.slots {
+            if let Some(p) = slot.peer.lock().await.as_ref() {
+                if !p.is_closed() {
+                    out.push(p.clone());
+                }
+            }
+        }
+        out
+    }
+
+    async fn broadcast_request(&self, frame: &Frame, capability: &str) {
+        for peer in self.connected_peers().await {
+            if peer.hello().has_capability(capability) {
+                let _ = peer.forward(frame, None, self.shared.request_timeout).await;
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- forwarding
+
+    /// Sends a client request to upstream `slot` and returns its reply (with the gateway's id).
+    pub async fn forward_to(&self, slot: usize, frame: &Frame, related: Option<RelatedSink>) -> Result<Frame, Error> {
+        self.forward_with_timeout(slot, frame, related, self.shared.request_timeout).await
+    }
+
+    pub async fn forward_with_timeout(
+        &self,
+        slot: usize,
+        frame: &Frame,
+        related: Option<RelatedSink>,
+        timeout: Duration,
+    ) -> Result<Frame, Error> {
+        let peer = self.peer(slot).await?;
+        let reply = peer.forward(frame, related, timeout).await?;
+        if reply.is_error() {
+            return Ok(reply);
+        }
+        Ok(self.annotate_for_client(reply))
+    }
+
+    /// 2026-07-28 clients expect `resultType` on every result; older upstreams do not send it.
+    fn annotate_for_client(&self, reply: Frame) -> Frame {
+        let stateless = self.client.read().expect("client lock").as_ref().is_some_and(|c| c.stateless);
+        let Some(result) = reply.result().filter(|_| stateless) else { return reply };
+        let Ok(mut obj) = RawObject::parse(result) else { return reply };
+        if obj.get("resultType").is_some() {
+            return reply;
+        }
+        obj.set("resultType", raw(&"complete"));
+        match Frame::parse(jsonrpc::result(reply.id().unwrap_or("null"), &obj.to_json())) {
+            Ok(f) => f,
+            Err(_) => reply,
+        }
+    }
+
+    /// Finds the upstream of a namespaced tool or prompt; returns the frame to send upstream
+    /// (with the original name) and the public name.
+    async fn resolve_named(&self, frame: &Frame, kind: ListKind) -> Result<(Route, Frame, String), Error> {
+        let mut params = frame
+            .params()
+            .and_then(|p| RawObject::parse(p).ok())
+            .ok_or_else(|| Error::InvalidParams(format!("{} needs params with a string \"name\"", frame.method())))?;
+        let public: String = params
+            .get("name")
+            .and_then(|n| serde_json::from_str(n.get()).ok())
+            .ok_or_else(|| Error::InvalidParams(format!("{} needs a string \"name\"", frame.method())))?;
+        let mut route = self.catalog.lock().expect("catalog lock").route(kind, &public);
+        if route.is_none() {
+            // The client may call without listing first, or the list changed: look again once.
+            self.merged_list(kind).await?;
+            route = self.catalog.lock().expect("catalog lock").route(kind, &public);
+        }
+        let unknown = || match kind {
+            ListKind::Tools => Error::UnknownTool(public.clone()),
+            _ => Error::InvalidParams(format!("Unknown prompt: {public}")),
+        };
+        let route = route.ok_or_else(unknown)?;
+        if route.original == public {
+            return Ok((route, frame.clone(), public));
+        }
+        params.set("name", raw(&route.original));
+        Ok((route.clone(), frame.with_params(&params.to_json()), public))
+    }
+
+    async fn slot_for_uri(&self, uri: &str) -> Result<usize, Error> {
+        if let Some(slot) = self.catalog.lock().expect("catalog lock").uri_slot(uri) {
+            return Ok(slot);
+        }
+        let _ = self.merged_list(ListKind::Resources).await;
+        if let Some(slot) = self.catalog.lock().expect("catalog lock").uri_slot(uri) {
+            return Ok(slot);
+        }
+        // Unlisted uris (templates, dynamic resources): the first upstream that serves resources.
+        for (i, s) in self.slots.iter().enumerate() {
+            if let Some(peer) = s.peer.lock().await.as_ref() {
+                if peer.hello().has_capability("resources") {
+                    return Ok(i);
+                }
+            }
+        }
+        Err(Error::InvalidParams(format!("no upstream serves resource {uri}")))
+    }
+
+    async fn complete(&self, frame: &Frame, related: Option<RelatedSink>) -> Result<Frame, Error> {
+        let params: serde_json::Value = frame.params_as().map_err(|e| Error::InvalidParams(e.to_string()))?;
+        let reference = params.get("ref").cloned().unwrap_or_default();
+        match reference.get("type").and_then(|t| t.as_str()) {
+            Some("ref/prompt") => {
+                let name = reference.get("name").and_then(|n| n.as_str()).unwrap_or_default().to_string();
+                let route = match self.catalog.lock().expect("catalog lock").route(ListKind::Prompts, &name) {
+                    Some(r) => r,
+                    None => return Err(Error::InvalidParams(format!("Unknown prompt: {name}"))),
+                };
+                let mut obj = RawObject::parse(frame.params().unwrap_or("{}")).map_err(|e| Error::InvalidParams(e.to_string()))?;
+                let mut r = reference.clone();
+                r["name"] = serde_json::json!(route.original);
+                obj.set("ref", raw(&r));
+                self.forward_to(route.slot, &frame.with_params(&obj.to_json()), related).await
+            }
+            Some("ref/resource") => {
+                let uri = reference.get("uri").and_then(|n| n.as_str()).unwrap_or_default();
+                let slot = self.slot_for_uri(uri).await?;
+                self.forward_to(slot, frame, related).await
+            }
+            _ => Err(Error::InvalidParams("completion/complete needs ref of type ref/prompt or ref/resource".into())),
+        }
+    }
+
+    // ---------------------------------------------------------------- merged lists
+
+    /// One list across all upstreams, renamed where needed. Pages are fetched whole.
+    async fn merged_list(&self, kind: ListKind) -> Result<String, Error> {
+        let fetches = (0..self.slots.len()).map(|i| self.slot_list(i, kind));
+        let lists = futures::future::join_all(fetches).await;
+        let mut items: Vec<Box<RawValue>> = Vec::new();
+        let mut catalog = self.catalog.lock().expect("catalog lock");
+        for (slot, list) in lists.into_iter().enumerate() {
+            let list = match list {
+                Ok(Some(list)) => list,
+                Ok(None) => continue,
+                Err(e) if self.slots[slot].config.required => return Err(e),
+                Err(e) => {
+                    tracing::warn!(session = %self.id, upstream = %self.slots[slot].config.name, error = %e, "left out of {}", kind.method());
+                    continue;
+                }
+            };
+            catalog.clear_slot(kind, slot);
+            for item in list.iter() {
+                if let Some(item) = self.publish_item(&mut catalog, kind, slot, item) {
+                    items.push(item);
+                }
+            }
+        }
+        drop(catalog);
+        let mut result = RawObject::default();
+        result.set(kind.key(), raw(&items));
+        if self.client.read().expect("client lock").as_ref().is_some_and(|c| c.stateless) {
+            result.set("resultType", raw(&"complete"));
+        }
+        Ok(result.to_json())
+    }
+
+    /// Records one list item in the catalog; returns it as the client sees it.
+    fn publish_item(&self, catalog: &mut Catalog, kind: ListKind, slot: usize, item: &RawValue) -> Option<Box<RawValue>> {
+        let mut obj = RawObject::parse(item.get()).ok()?;
+        if !kind.renamed() {
+            let key = if kind == ListKind::Resources { "uri" } else { "uriTemplate" };
+            if let Some(uri) = obj.get(key).and_then(|u| serde_json::from_str::<String>(u.get()).ok()) {
+                catalog.add_uri(uri, slot);
+            }
+            return Some(item.to_owned());
+        }
+        let original: String = serde_json::from_str(obj.get("name")?.get()).ok()?;
+        let config = &self.slots[slot].config;
+        let public = names::public_name(config.prefix(), &self.shared.separator, &original);
+        if !catalog.add_name(kind, public.clone(), Route { slot, original: original.clone() }) {
+            tracing::warn!(upstream = %config.name, name = %public, "name already taken by another upstream; hidden");
+            return None;
+        }
+        if public == original {
+            return Some(item.to_owned());
+        }
+        obj.set("name", raw(&public));
+        RawValue::from_string(obj.to_json()).ok()
+    }
+
+    /// One upstream's full list (all pages), cached until it says the list changed.
+    async fn slot_list(&self, slot: usize, kind: ListKind) -> Result<Option<Arc<Vec<Box<RawValue>>>>, Error> {
+        if let Some(cached) = self.slots[slot].lists.lock().expect("lists lock").get(&kind) {
+            return Ok(Some(cached.clone()));
+        }
+        let peer = self.peer(slot).await?;
+        if !peer.hello().has_capability(kind.capability()) {
+            return Ok(None);
+        }
+        #[derive(serde::Deserialize)]
+        struct Page {
+            #[serde(rename = "nextCursor")]
+            next_cursor: Option<String>,
+        }
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..100 {
+            let params = cursor.as_ref().map(|c| serde_json::json!({ "cursor": c }).to_string());
+            let reply = peer.request(kind.method(), params.as_deref()).await?;
+            let Some(result) = reply.result() else {
+                return Err(Error::UpstreamProtocol {
+                    upstream: peer.name.clone(),
+                    detail: format!("{} failed: {}", kind.method(), reply.error().unwrap_or("")),
+                });
+            };
+            let obj = RawObject::parse(result).map_err(|e| Error::UpstreamProtocol { upstream: peer.name.clone(), detail: e.to_string() })?;
+            if let Some(items) = obj.get(kind.key()) {
+                let items: Vec<Box<RawValue>> = serde_json::from_str(items.get())
+                    .map_err(|e| Error::UpstreamProtocol { upstream: peer.name.clone(), detail: e.to_string() })?;
+                all.extend(items);
+            }
+            cursor = serde_json::from_str::<Page>(result).ok().and_then(|p| p.next_cursor);
+            if cursor.is_none() {
+                break;
+            }
+        }
+        let all = Arc::new(all);
+        self.slots[slot].lists.lock().expect("lists lock").insert(kind, all.clone());
+        Ok(Some(all))
+    }
+
+    // ---------------------------------------------------------------- upstream → client
+
+    async fn on_upstream_event(&self, slot: usize, event: UpstreamEvent) {
+        let UpstreamEvent { frame, related } = event;
+        match frame.kind() {
+            Kind::Request => self.relay_upstream_request(slot, frame, related).await,
+            Kind::Notification => self.relay_upstream_notification(slot, frame, related).await,
+            Kind::Response => {}
+        }
+    }
+
+    async fn relay_upstream_request(&self, slot: usize, frame: Frame, related: Option<RelatedSink>) {
+        let upstream_id = frame.id().unwrap_or("null").to_string();
+        if frame.method() == "ping" {
+            // Liveness checks are answered here; the client need not know.
+            if let Some(peer) = self.slots[slot].peer.lock().await.clone() {
+                let _ = peer.notify(&jsonrpc::result(&upstream_id, "{}")).await;
+            }
+            return;
+        }
+        let n = self.next_server_request.fetch_add(1, Ordering::Relaxed);
+        let client_id = format!("\"tg-{n}\"");
+        self.server_requests.lock().expect("server_requests lock").insert(client_id.clone(), (slot, upstream_id));
+        self.deliver(frame.with_id(&client_id).into_string(), related).await;
+    }
+
+    async fn relay_upstream_notification(&self, slot: usize, frame: Frame, related: Option<RelatedSink>) {
+        let method = frame.method().to_string();
+        let mut related = related;
+        let mut frame = frame;
+        for kind in [ListKind::Tools, ListKind::Prompts, ListKind::Resources, ListKind::ResourceTemplates] {
+            if method == kind.changed_notification() {
+                self.slots[slot].lists.lock().expect("lists lock").remove(&kind);
+            }
+        }
+        match method.as_str() {
+            "notifications/progress" => {
+                if let Ok(p) = frame.params_as::<serde_json::Value>() {
+                    if let Some(token) = p.get("progressToken").map(|t| t.to_string()) {
+                        let inflight = self.inflight.lock().expect("inflight lock");
+                        if let Some(entry) = inflight.values().find(|e| e.progress_token.as_ref() == Some(&token)) {
+                            related = entry.related.clone().or(related);
+                        }
+                    }
+                }
+            }
+            "notifications/cancelled" => {
+                // The upstream withdrew one of its requests: use the id the client knows.
+                let mut params = RawObject::parse(frame.params().unwrap_or("{}")).unwrap_or_default();
+                let upstream_id = params.get("requestId").map(|r| r.get().to_string());
+                let mut map = self.server_requests.lock().expect("server_requests lock");
+                let client_id = map
+                    .iter()
+                    .find(|(_, (s, u))| *s == slot && Some(u) == upstream_id.as_ref())
+                    .map(|(c, _)| c.clone());
+                let Some(client_id) = client_id else { return };
+                map.remove(&client_id);
+                drop(map);
+                if let Ok(id) = RawValue::from_string(client_id) {
+                    params.set("requestId", id);
+                }
+                frame = frame.with_params(&params.to_json());
+            }
+            _ => {}
+        }
+        self.deliver(frame.into_string(), related).await;
+    }
+
+    async fn deliver(&self, text: String, related: Option<RelatedSink>) {
+        let any_open = || {
+            let inflight = self.inflight.lock().expect("inflight lock");
+            inflight.values().filter_map(|e| e.related.clone()).find(|tx| !tx.is_closed())
+        };
+        self.outbound.deliver(text, related, any_open).await;
+    }
+}
+
+/// Relays one upstream connection's events to its session until either ends.
+async fn pump(session: Weak<Session>, slot: usize, mut events: mpsc::UnboundedReceiver<UpstreamEvent>) {
+    while let Some(event) = events.recv().await {
+        let Some(session) = session.upgrade() else { break };
+        session.on_upstream_event(slot, event).await;
+    }
+}
+
+/// A fresh session id: 256 bits from the OS CSPRNG, hex (visible ASCII, as MCP requires).
+pub fn new_session_id() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the OS random source is available");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,381 @@
+//! Streamable HTTP downstream (POST/GET/DELETE on one path) for both protocol generations.
+//!
+//! Checks happen in this order, before a session sees the body: Host and Origin (DNS
+//! rebinding), body size, JSON-RPC validity, protocol-version and mirrored-header agreement
+//! (decisions are taken on the parsed body; headers are claims checked against it), then the
+//! session. A POST answers with JSON unless a message related to the request must be streamed
+//! first, in which case the reply becomes an SSE stream.
+
+use crate::config::ServerConfig;
+use crate::error::Error;
+use crate::jsonrpc::{Frame, FrameError, Kind};
+use crate::mcp;
+use crate::session::registry::Registry;
+use crate::session::{RequestCtx, Session};
+use crate::transport::sse;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
+pub struct HttpState {
+    pub registry: Arc<Registry>,
+    pub config: ServerConfig,
+    seq: AtomicU64,
+}
+
+impl HttpState {
+    pub fn new(registry: Arc<Registry>, config: ServerConfig) -> Arc<HttpState> {
+        Arc::new(HttpState { registry, config, seq: AtomicU64::new(1) })
+    }
+}
+
+pub fn router(state: Arc<HttpState>) -> Router {
+    let path = state.config.path.clone();
+    Router::new()
+        .route(&path, post(post_message).get(open_stream).delete(end_session))
+        .layer(middleware::from_fn_with_state(state.clone(), check_origin_and_host))
+        .with_state(state)
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+}
+
+fn error_response(status: StatusCode, error: &Error, id: Option<&str>) -> Response {
+    json_response(status, error.to_jsonrpc(id))
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+// ------------------------------------------------------------------ Origin / Host
+
+fn host_name(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().map(|h| &host[..h.len() + 2]).unwrap_or(host);
+    }
+    host.split(':').next().unwrap_or(host)
+}
+
+fn is_loopback_name(name: &str) -> bool {
+    matches!(name, "localhost" | "127.0.0.1" | "[::1]")
+}
+
+pub fn host_allowed(config: &ServerConfig, host: Option<&str>) -> bool {
+    let Some(host) = host else { return false };
+    let name = host_name(host);
+    config.allowed_hosts.iter().any(|h| h == "*" || h.eq_ignore_ascii_case(name))
+}
+
+pub fn origin_allowed(config: &ServerConfig, origin: Option<&str>) -> bool {
+    let Some(origin) = origin else { return true }; // non-browser clients send none
+    if config.allowed_origins.iter().any(|o| o == "*" || o == origin) {
+        return true;
+    }
+    let Some(rest) = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) else {
+        return false;
+    };
+    !rest.contains('/') && is_loopback_name(host_name(rest))
+}
+
+async fn check_origin_and_host(State(state): State<Arc<HttpState>>, req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    if !host_allowed(&state.config, header_str(headers, "host")) {
+        let e = Error::InvalidRequest("Host header not allowed (DNS rebinding protection); add it to server.allowed_hosts".into());
+        return error_response(StatusCode::FORBIDDEN, &e, None);
+    }
+    if !origin_allowed(&state.config, header_str(headers, "origin")) {
+        let e = Error::InvalidRequest("Origin not allowed; add it to server.allowed_origins".into());
+        return error_response(StatusCode::FORBIDDEN, &e, None);
+    }
+    next.run(req).await
+}
+
+// ------------------------------------------------------------------ POST
+
+/// Checks the mirrored headers of a request against its body.
+fn check_headers(headers: &HeaderMap, frame: &Frame) -> Result<(), Error> {
+    let header_version = header_str(headers, "mcp-protocol-version");
+    if let Some(v) = header_version {
+        if !mcp::is_supported(v) {
+            return Err(Error::UnsupportedProtocolVersion { requested: v.to_string() });
+        }
+    }
+    let declared = mcp::declared_version(frame.params());
+    if let (Some(h), Some(d)) = (header_version, declared.as_deref()) {
+        if h != d {
+            return Err(Error::HeaderMismatch(format!("MCP-Protocol-Version header {h} but params._meta says {d}")));
+        }
+    }
+    let stateless = declared.as_deref() == Some(mcp::STATELESS_VERSION);
+    let method_header = header_str(headers, "mcp-method");
+    if frame.kind() != Kind::Response {
+        match method_header {
+            Some(m) if m != frame.method() => {
+                return Err(Error::HeaderMismatch(format!("Mcp-Method header {m:?} but the body's method is {:?}", frame.method())));
+            }
+            None if stateless => return Err(Error::HeaderMismatch("Mcp-Method header is required for 2026-07-28 requests".into())),
+            _ => {}
+        }
+    }
+    let name_header = header_str(headers, "mcp-name");
+    let target = mcp::target_name(frame.method(), frame.params());
+    match (name_header, target.as_deref()) {
+        (Some(h), Some(t)) if h != t => Err(Error::HeaderMismatch(format!("Mcp-Name header {h:?} but the body names {t:?}"))),
+        (Some(h), None) => Err(Error::HeaderMismatch(format!("Mcp-Name header {h:?} but the body names nothing"))),
+        (None, Some(_)) if stateless => Err(Error::HeaderMismatch(format!("Mcp-Name header is required for {}", frame.method()))),
+        _ => Ok(()),
+    }
+}
+
+enum Target {
+    New(Arc<Session>),
+    Existing(Arc<Session>),
+    Stateless(Arc<Session>),
+}
+
+fn pick_session(state: &HttpState, headers: &HeaderMap, frame: &Frame) -> Result<Target, Response> {
+    if frame.method() == "initialize" && frame.kind() == Kind::Request {
+        return Ok(Target::New(state.registry.create()));
+    }
+    if let Some(id) = header_str(headers, "mcp-session-id") {
+        return match state.registry.get(id) {
+            Some(s) => Ok(Target::Existing(s)),
+            None => Err(error_response(
+                StatusCode::NOT_FOUND,
+                &Error::InvalidRequest("session not found or ended; send initialize to start a new one".into()),
+                frame.id(),
+            )),
+        };
+    }
+    let stateless = mcp::declared_version(frame.params()).as_deref() == Some(mcp::STATELESS_VERSION)
+        || frame.method() == "server/discover"
+        || header_str(headers, "mcp-protocol-version") == Some(mcp::STATELESS_VERSION);
+    if stateless {
+        return Ok(Target::Stateless(state.registry.stateless()));
+    }
+    Err(error_response(
+        StatusCode::BAD_REQUEST,
+        &Error::InvalidRequest("Mcp-Session-Id header is required; send initialize first (or use 2026-07-28 with params._meta)".into()),
+        frame.id(),
+    ))
+}
+
+async fn post_message(State(state): State<Arc<HttpState>>, headers: HeaderMap, body: Body) -> Response {
+    let limit = state.config.max_body_bytes;
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            let e = Error::InvalidRequest(format!("message larger than {limit} bytes; raise server.max_body_bytes if this is expected"));
+            return error_response(StatusCode::PAYLOAD_TOO_LARGE, &e, None);
+        }
+    };
+    let text = match String::from_utf8(bytes.to_vec()) {
+        Ok(t) => t,
+        Err(_) => return error_response(StatusCode::BAD_REQUEST, &Error::Parse("body is not UTF-8".into()), None),
+    };
+    let frame = match Frame::parse(text) {
+        Ok(f) => f,
+        Err(e) => {
+            let id = match &e {
+                FrameError::Invalid { id, .. } => id.clone(),
+                FrameError::Parse(_) => None,
+            };
+            return error_response(StatusCode::BAD_REQUEST, &Error::from(e), id.as_deref());
+        }
+    };
+    if let Err(e) = check_headers(&headers, &frame) {
+        return error_response(e.http_status(), &e, frame.id());
+    }
+    let target = match pick_session(&state, &headers, &frame) {
+        Ok(t) => t,
+        Err(resp) => return resp,
+    };
+    let (session, new_id, stateless) = match target {
+        Target::New(s) => (s.clone(), Some(s.id.clone()), false),
+        Target::Existing(s) => (s, None, false),
+        Target::Stateless(s) => (s, None, true),
+    };
+    if frame.kind() != Kind::Request {
+        session.handle(frame, RequestCtx { key: String::new(), related: None }).await;
+        return StatusCode::ACCEPTED.into_response();
+    }
+    let id = frame.id().unwrap_or("null").to_string();
+    // Stateless clients share one gateway session: their ids need not be unique across POSTs.
+    let key = if stateless { format!("{}#{id}", state.seq.fetch_add(1, Ordering::Relaxed)) } else { id };
+    let accepts_sse = header_str(&headers, "accept").is_some_and(|a| a.contains("text/event-stream") || a.contains("*/*"));
+    let (tx, rx) = mpsc::channel::<String>(64);
+    let related = accepts_sse.then_some(tx);
+    let task = AbortOnDrop(tokio::spawn({
+        let session = session.clone();
+        async move { session.handle(frame, RequestCtx { key, related }).await }
+    }));
+    let mut resp = respond(task, rx).await;
+    if let Some(id) = new_id {
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            resp.headers_mut().insert("mcp-session-id", v);
+        }
+    }
+    resp
+}
+
+/// Aborts the request's task if the client goes away, which cancels the upstream call.
+struct AbortOnDrop(JoinHandle<Option<String>>);
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// JSON if the reply comes before anything related; otherwise an SSE stream ending in the reply.
+async fn respond(mut task: AbortOnDrop, mut rx: mpsc::Receiver<String>) -> Response {
+    let first = tokio::select! {
+        biased;
+        Some(msg) = rx.recv() => msg,
+        reply = &mut task.0 => {
+            return match reply {
+                Ok(Some(text)) => json_response(StatusCode::OK, text),
+                // Cancelled by the client: nothing to say.
+                _ => StatusCode::ACCEPTED.into_response(),
+            };
+        }
+    };
+    enum St {
+        Streaming(AbortOnDrop, mpsc::Receiver<String>, Option<String>),
+        Done,
+    }
+    let stream = futures::stream::unfold(St::Streaming(task, rx, Some(first)), |st| async move {
+        match st {
+            St::Streaming(task, rx, Some(msg)) => Some((sse_bytes(&msg), St::Streaming(task, rx, None))),
+            St::Streaming(mut task, mut rx, None) => tokio::select! {
+                biased;
+                Some(msg) = rx.recv() => Some((sse_bytes(&msg), St::Streaming(task, rx, None))),
+                reply = &mut task.0 => match reply {
+                    Ok(Some(text)) => Some((sse_bytes(&text), St::Done)),
+                    _ => None,
+                },
+            },
+            St::Done => None,
+        }
+    });
+    sse_response(Body::from_stream(stream))
+}
+
+fn sse_bytes(text: &str) -> Result<Bytes, Infallible> {
+    Ok(Bytes::from(sse::encode(text)))
+}
+
+fn sse_response(body: Body) -> Response {
+    let mut resp = Response::new(body);
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    resp
+}
+
+// ------------------------------------------------------------------ GET / DELETE
+
+fn stateful_session(state: &HttpState, headers: &HeaderMap, method: &Method) -> Result<Arc<Session>, Response> {
+    let Some(id) = header_str(headers, "mcp-session-id") else {
+        let mut resp = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &Error::InvalidRequest(format!("{method} needs an Mcp-Session-Id (2025-11-25 sessions); 2026-07-28 clients use POST only")),
+            None,
+        );
+        resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return Err(resp);
+    };
+    state.registry.get(id).ok_or_else(|| {
+        error_response(StatusCode::NOT_FOUND, &Error::InvalidRequest("session not found or ended; send initialize to start a new one".into()), None)
+    })
+}
+
+async fn open_stream(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
+    let session = match stateful_session(&state, &headers, &Method::GET) {
+        Ok(s) => s,
+        Err(resp) => return resp,
+    };
+    if !header_str(&headers, "accept").is_some_and(|a| a.contains("text/event-stream")) {
+        let e = Error::InvalidRequest("GET needs Accept: text/event-stream".into());
+        return error_response(StatusCode::NOT_ACCEPTABLE, &e, None);
+    }
+    let (tx, rx) = mpsc::channel::<String>(256);
+    session.outbound.attach(tx);
+    // Ends when the session closes or another GET stream replaces this one.
+    let stream = futures::stream::unfold((rx, session), |(mut rx, session)| async move {
+        tokio::select! {
+            msg = rx.recv() => msg.map(|m| (sse_bytes(&m), (rx, session))),
+            _ = tokio::time::sleep(KEEPALIVE) => Some((Ok(Bytes::from_static(b": keepalive\n\n")), (rx, session))),
+            _ = session.closed() => None,
+        }
+    });
+    sse_response(Body::from_stream(stream))
+}
+
+async fn end_session(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
+    let session = match stateful_session(&state, &headers, &Method::DELETE) {
+        Ok(s) => s,
+        Err(resp) => return resp,
+    };
+    state.registry.remove(&session.id).await;
+    StatusCode::NO_CONTENT.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> ServerConfig {
+        ServerConfig::default()
+    }
+
+    #[test]
+    fn loopback_hosts_pass_and_others_do_not() {
+        assert!(host_allowed(&cfg(), Some("127.0.0.1:8080")));
+        assert!(host_allowed(&cfg(), Some("localhost")));
+        assert!(host_allowed(&cfg(), Some("[::1]:9")));
+        assert!(!host_allowed(&cfg(), Some("evil.example:8080")));
+        assert!(!host_allowed(&cfg(), None));
+    }
+
+    #[test]
+    fn origins_are_checked() {
+        assert!(origin_allowed(&cfg(), None));
+        assert!(origin_allowed(&cfg(), Some("http://localhost:3000")));
+        assert!(!origin_allowed(&cfg(), Some("https://evil.example")));
+        assert!(!origin_allowed(&cfg(), Some("http://localhost.evil.example")));
+        let mut c = cfg();
+        c.allowed_origins.push("https://app.example".into());
+        assert!(origin_allowed(&c, Some("https://app.example")));
+    }
+
+    #[test]
+    fn mirrored_headers_must_match_the_body() {
+        let f = Frame::parse(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+        )
+        .unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("mcp-method", HeaderValue::from_static("tools/call"));
+        h.insert("mcp-name", HeaderValue::from_static("echo"));
+        assert!(check_headers(&h, &f).is_ok());
+        h.insert("mcp-name", HeaderValue::from_static("delete_everything"));
+        assert_eq!(check_headers(&h, &f).unwrap_err().code(), -32020);
+        h.remove("mcp-name");
+        assert_eq!(check_headers(&h, &f).unwrap_err().code(), -32020);
+    }
+}

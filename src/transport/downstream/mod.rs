@@ -1,0 +1,4 @@
+//! The client side: newline-delimited stdio and Streamable HTTP.
+
+pub mod http;
+pub mod stdio;

@@ -1,0 +1,5 @@
+//! The wire: downstream (clients) and upstream (MCP servers). No policy lives here.
+
+pub mod downstream;
+pub mod sse;
+pub mod upstream;

@@ -1,0 +1,236 @@
+//! Streamable HTTP upstreams: each message is a POST; replies come back as JSON or as an SSE
+//! stream that may carry the upstream's own requests and notifications first.
+//!
+//! 2025-11-25 upstreams get the `Mcp-Session-Id` they issued and `MCP-Protocol-Version` on every
+//! request, plus a GET stream for messages not tied to a request. 2026-07-28 upstreams get the
+//! `Mcp-Method`/`Mcp-Name` headers mirrored from the body.
+
+use super::Dispatcher;
+use crate::error::Error;
+use crate::jsonrpc::{Frame, Kind};
+use crate::mcp;
+use crate::transport::sse::SseParser;
+use futures::StreamExt;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+
+#[derive(Default)]
+struct State {
+    session_id: Option<String>,
+    protocol_version: Option<String>,
+    stateless: bool,
+}
+
+pub struct HttpWire {
+    upstream: String,
+    url: String,
+    headers: BTreeMap<String, String>,
+    client: reqwest::Client,
+    dispatcher: Arc<Dispatcher>,
+    state: Arc<Mutex<State>>,
+}
+
+impl HttpWire {
+    pub fn new(
+        upstream: &str,
+        url: &str,
+        headers: &BTreeMap<String, String>,
+        client: reqwest::Client,
+        dispatcher: Arc<Dispatcher>,
+    ) -> HttpWire {
+        HttpWire {
+            upstream: upstream.to_string(),
+            url: url.to_string(),
+            headers: headers.clone(),
+            client,
+            dispatcher,
+            state: Arc::new(Mutex::new(State::default())),
+        }
+    }
+
+    pub fn set_stateless(&self) {
+        let mut s = self.state.lock().expect("state lock");
+        s.stateless = true;
+        s.protocol_version = Some(mcp::STATELESS_VERSION.into());
+    }
+
+    pub fn set_protocol_version(&self, version: &str) {
+        self.state.lock().expect("state lock").protocol_version = Some(version.to_string());
+    }
+
+    fn builder(&self, method: reqwest::Method) -> reqwest::RequestBuilder {
+        let mut b = self.client.request(method, &self.url);
+        for (k, v) in &self.headers {
+            b = b.header(k, v);
+        }
+        let s = self.state.lock().expect("state lock");
+        if let Some(id) = &s.session_id {
+            b = b.header("mcp-session-id", id);
+        }
+        if let Some(v) = &s.protocol_version {
+            b = b.header("mcp-protocol-version", v);
+        }
+        b
+    }
+
+    /// Posts one message. Returns at once; the reply (if any) reaches the dispatcher.
+    pub fn send(&self, text: String, request_id: Option<u64>, frame: &Frame) -> Result<(), Error> {
+        let mut b = self
+            .builder(reqwest::Method::POST)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream");
+        let declared = mcp::declared_version(frame.params());
+        if declared.as_deref() == Some(mcp::STATELESS_VERSION) || self.state.lock().expect("state lock").stateless {
+            if frame.kind() != Kind::Response {
+                b = b.header("mcp-method", frame.method());
+            }
+            if let Some(name) = mcp::target_name(frame.method(), frame.params()) {
+                if name.is_ascii() && !name.contains(['\r', '\n']) {
+                    b = b.header("mcp-name", name);
+                }
+            }
+            b = b.header("mcp-protocol-version", mcp::STATELESS_VERSION);
+        }
+        let req = b.body(text);
+        let ctx = PostContext {
+            upstream: self.upstream.clone(),
+            dispatcher: self.dispatcher.clone(),
+            state: self.state.clone(),
+            request_id,
+            is_initialize: frame.method() == "initialize",
+        };
+        tokio::spawn(async move {
+            let outcome = match req.send().await {
+                Ok(resp) => ctx.read_response(resp).await,
+                Err(e) => Err(format!("request failed: {e}")),
+            };
+            if let (Err(reason), Some(id)) = (outcome, ctx.request_id) {
+                ctx.dispatcher.fail(id, Error::UpstreamUnavailable { upstream: ctx.upstream.clone(), reason });
+            }
+        });
+        Ok(())
+    }
+
+    /// Opens the GET stream for server-initiated messages (2025-11-25). Optional for servers.
+    pub fn open_listen_stream(&self) {
+        let req = self.builder(reqwest::Method::GET).header("accept", "text/event-stream");
+        let dispatcher = self.dispatcher.clone();
+        let upstream = self.upstream.clone();
+        tokio::spawn(async move {
+            let resp = tokio::select! {
+                r = req.send() => r,
+                _ = dispatcher.closed.cancelled() => return,
+            };
+            match resp {
+                Ok(resp) if resp.status().is_success() => {
+                    tokio::select! {
+                        _ = read_sse(resp, &dispatcher, None) => {}
+                        _ = dispatcher.closed.cancelled() => {}
+                    }
+                }
+                Ok(resp) => tracing::debug!(upstream = %upstream, status = %resp.status(), "upstream offers no GET stream"),
+                Err(e) => tracing::debug!(upstream = %upstream, error = %e, "GET stream failed"),
+            }
+        });
+    }
+
+    /// Ends the upstream session (DELETE), best effort.
+    pub async fn shutdown(&self) {
+        let has_session = self.state.lock().expect("state lock").session_id.is_some();
+        if has_session {
+            let req = self.builder(reqwest::Method::DELETE);
+            let _ = tokio::time::timeout(Duration::from_secs(2), req.send()).await;
+        }
+    }
+}
+
+struct PostContext {
+    upstream: String,
+    dispatcher: Arc<Dispatcher>,
+    state: Arc<Mutex<State>>,
+    request_id: Option<u64>,
+    is_initialize: bool,
+}
+
+impl PostContext {
+    async fn read_response(&self, resp: reqwest::Response) -> Result<(), String> {
+        let status = resp.status();
+        if self.is_initialize {
+            if let Some(id) = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
+                self.state.lock().expect("state lock").session_id = Some(id.to_string());
+            }
+        }
+        if status == reqwest::StatusCode::NOT_FOUND && self.state.lock().expect("state lock").session_id.is_some() {
+            // The upstream forgot our session: this connection is over; the next use reconnects.
+            self.dispatcher.close("the upstream ended its session (HTTP 404)".into());
+            return Err("the upstream ended its session (HTTP 404)".into());
+        }
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if content_type.starts_with("text/event-stream") {
+            read_sse(resp, &self.dispatcher, self.request_id).await;
+            return if self.request_id.is_some() { Err("the upstream's event stream ended without a reply".into()) } else { Ok(()) };
+        }
+        let body = read_limited(resp).await?;
+        if body.trim().is_empty() {
+            return if status.is_success() && self.request_id.is_none() {
+                Ok(())
+            } else {
+                Err(format!("HTTP {status} with an empty body"))
+            };
+        }
+        match Frame::parse(body) {
+            Ok(frame) => {
+                self.dispatcher.dispatch(frame, self.request_id);
+                Ok(())
+            }
+            Err(_) if !status.is_success() => Err(format!("HTTP {status}")),
+            Err(e) => Err(format!("invalid JSON-RPC from upstream: {e:?}")),
+        }
+    }
+}
+
+async fn read_limited(resp: reqwest::Response) -> Result<String, String> {
+    let mut body = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| format!("reading the reply failed: {e}"))?;
+        if body.len() + chunk.len() > MAX_MESSAGE {
+            return Err(format!("reply larger than {MAX_MESSAGE} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    String::from_utf8(body).map_err(|_| "reply is not UTF-8".to_string())
+}
+
+/// Reads SSE events until the stream ends; `via` ties them to the request that opened it.
+async fn read_sse(resp: reqwest::Response, dispatcher: &Dispatcher, via: Option<u64>) {
+    let mut parser = SseParser::new(MAX_MESSAGE);
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else { break };
+        for data in parser.feed(&chunk) {
+            if data.trim().is_empty() {
+                continue; // priming events carry no message
+            }
+            match Frame::parse(data) {
+                Ok(frame) => {
+                    let is_reply = frame.kind() == Kind::Response
+                        && via.is_some_and(|id| frame.id() == Some(id.to_string().as_str()));
+                    dispatcher.dispatch(frame, via);
+                    if is_reply {
+                        return;
+                    }
+                }
+                Err(e) => tracing::warn!(upstream = %dispatcher.upstream, error = ?e, "dropping invalid SSE message"),
+            }
+        }
+    }
+}

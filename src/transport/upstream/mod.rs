@@ -1,0 +1,318 @@
+//! One live connection to one upstream MCP server, whatever its transport.
+//!
+//! A [`Peer`] owns the request-id space towards its upstream: every request the gateway sends
+//! gets a fresh integer id, so ids from different clients can never collide upstream. Replies are
+//! matched back through `pending`; everything else the upstream sends (its requests to the
+//! client, notifications) goes out as [`UpstreamEvent`]s to the session that owns the peer.
+
+pub mod http;
+pub mod stdio;
+
+use crate::config::{ProtocolChoice, UpstreamConfig};
+use crate::error::Error;
+use crate::jsonrpc::{self, Frame, Kind};
+use crate::mcp::lifecycle::{self, ClientHello, ServerHello};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// Where messages related to one forwarded request should go (the client's open POST stream).
+pub type RelatedSink = mpsc::Sender<String>;
+
+/// Something the upstream sent that is not a reply to a gateway request.
+#[derive(Debug)]
+pub struct UpstreamEvent {
+    pub frame: Frame,
+    /// Set when the upstream tied the message to one of our requests (its POST's SSE stream).
+    pub related: Option<RelatedSink>,
+}
+
+struct PendingCall {
+    reply: oneshot::Sender<Result<Frame, Error>>,
+    related: Option<RelatedSink>,
+}
+
+/// Matches replies to requests and hands everything else to the session.
+pub struct Dispatcher {
+    upstream: String,
+    pending: Mutex<HashMap<u64, PendingCall>>,
+    events: mpsc::UnboundedSender<UpstreamEvent>,
+    closed: CancellationToken,
+    close_reason: OnceLock<String>,
+}
+
+impl Dispatcher {
+    fn new(upstream: &str, events: mpsc::UnboundedSender<UpstreamEvent>) -> Arc<Dispatcher> {
+        Arc::new(Dispatcher {
+            upstream: upstream.to_string(),
+            pending: Mutex::new(HashMap::new()),
+            events,
+            closed: CancellationToken::new(),
+            close_reason: OnceLock::new(),
+        })
+    }
+
+    /// A frame arrived from upstream. `via` is the request whose HTTP response carried it.
+    pub fn dispatch(&self, frame: Frame, via: Option<u64>) {
+        if frame.kind() == Kind::Response {
+            let id = frame.id().and_then(|i| i.parse::<u64>().ok());
+            let call = id.and_then(|id| self.pending.lock().expect("pending lock").remove(&id));
+            match call {
+                Some(call) => {
+                    let _ = call.reply.send(Ok(frame));
+                }
+                None => tracing::debug!(upstream = %self.upstream, id = ?frame.id(), "dropping reply to no pending request"),
+            }
+            return;
+        }
+        let related = via.and_then(|id| self.pending.lock().expect("pending lock").get(&id).and_then(|c| c.related.clone()));
+        let _ = self.events.send(UpstreamEvent { frame, related });
+    }
+
+    /// The connection is gone: fail every waiting request with a clear error.
+    pub fn close(&self, reason: String) {
+        let _ = self.close_reason.set(reason.clone());
+        self.closed.cancel();
+        let calls: Vec<PendingCall> = self.pending.lock().expect("pending lock").drain().map(|(_, c)| c).collect();
+        for call in calls {
+            let _ = call.reply.send(Err(self.unavailable()));
+        }
+    }
+
+    /// Fails one request (an HTTP POST that got no usable reply).
+    pub fn fail(&self, id: u64, error: Error) {
+        if let Some(call) = self.pending.lock().expect("pending lock").remove(&id) {
+            let _ = call.reply.send(Err(error));
+        }
+    }
+
+    fn unavailable(&self) -> Error {
+        Error::UpstreamUnavailable {
+            upstream: self.upstream.clone(),
+            reason: self.close_reason.get().cloned().unwrap_or_else(|| "connection closed".into()),
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+}
+
+/// How frames leave the gateway towards the upstream.
+pub enum Wire {
+    Stdio(stdio::StdioWire),
+    Http(http::HttpWire),
+}
+
+impl Wire {
+    async fn send(&self, text: String, request_id: Option<u64>, frame: &Frame) -> Result<(), Error> {
+        match self {
+            Wire::Stdio(w) => w.send(text).await,
+            Wire::Http(w) => w.send(text, request_id, frame),
+        }
+    }
+    async fn shutdown(&self) {
+        match self {
+            Wire::Stdio(w) => w.shutdown().await,
+            Wire::Http(w) => w.shutdown().await,
+        }
+    }
+}
+
+/// A connected, handshaken upstream.
+pub struct Peer {
+    pub name: String,
+    wire: Wire,
+    dispatcher: Arc<Dispatcher>,
+    next_id: AtomicU64,
+    hello: OnceLock<ServerHello>,
+    /// Whom this connection speaks for: a 2026-07-28 upstream needs it in every request's `_meta`.
+    client: ClientHello,
+    timeout: Duration,
+}
+
+/// Cleans up a request that stopped being awaited (client gone, cancelled): forget the pending
+/// entry and tell the upstream to stop working on it.
+struct PendingGuard<'a> {
+    peer: &'a Peer,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let removed = self.peer.dispatcher.pending.lock().expect("pending lock").remove(&self.id).is_some();
+        if removed && !self.peer.dispatcher.is_closed() {
+            self.peer.cancel_upstream(self.id, "client went away");
+        }
+    }
+}
+
+impl Peer {
+    /// Starts the transport and performs the handshake for `config`'s protocol choice.
+    pub async fn connect(
+        config: &UpstreamConfig,
+        client: &ClientHello,
+        http: &reqwest::Client,
+        timeout: Duration,
+    ) -> Result<(Arc<Peer>, mpsc::UnboundedReceiver<UpstreamEvent>), Error> {
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let dispatcher = Dispatcher::new(&config.name, events_tx);
+        let wire = match (&config.command, &config.url) {
+            (Some(_), _) => Wire::Stdio(stdio::StdioWire::spawn(config, dispatcher.clone())?),
+            (_, Some(url)) => Wire::Http(http::HttpWire::new(&config.name, url, &config.headers, http.clone(), dispatcher.clone())),
+            _ => return Err(Error::Internal(format!("upstream {} has no transport", config.name))),
+        };
+        let peer = Arc::new(Peer {
+            name: config.name.clone(),
+            wire,
+            dispatcher,
+            next_id: AtomicU64::new(1),
+            hello: OnceLock::new(),
+            client: client.clone(),
+            timeout,
+        });
+        let hello = match peer.handshake(config.protocol, client).await {
+            Ok(h) => h,
+            Err(e) => {
+                peer.shutdown().await;
+                return Err(e);
+            }
+        };
+        tracing::info!(upstream = %peer.name, version = %hello.version, server = %hello.server_info, "upstream connected");
+        let _ = peer.hello.set(hello);
+        Ok((peer, events_rx))
+    }
+
+    async fn handshake(&self, choice: ProtocolChoice, client: &ClientHello) -> Result<ServerHello, Error> {
+        if choice != ProtocolChoice::Stateful {
+            let params = serde_json::json!({ "_meta": client.stateless_meta() }).to_string();
+            match self.request("server/discover", Some(&params)).await {
+                Ok(reply) if reply.result().is_some() => {
+                    if let Some(hello) = lifecycle::parse_discover(reply.result().unwrap_or("{}")) {
+                        if let Wire::Http(w) = &self.wire {
+                            w.set_stateless();
+                        }
+                        return Ok(hello);
+                    }
+                }
+                Ok(_) => {}
+                Err(e @ Error::UpstreamTimeout { .. }) if choice == ProtocolChoice::Stateless => return Err(e),
+                Err(e @ Error::UpstreamUnavailable { .. }) => return Err(e),
+                Err(_) => {}
+            }
+            if choice == ProtocolChoice::Stateless {
+                return Err(self.protocol_error("does not offer protocol 2026-07-28 (server/discover)"));
+            }
+            tracing::debug!(upstream = %self.name, "no 2026-07-28 discovery; falling back to initialize");
+        }
+        let reply = self.request("initialize", Some(&client.initialize_params())).await?;
+        let Some(result) = reply.result() else {
+            return Err(self.protocol_error(&format!("initialize failed: {}", reply.error().unwrap_or("no result"))));
+        };
+        let hello = lifecycle::parse_initialize(result).map_err(|e| self.protocol_error(&e))?;
+        if let Wire::Http(w) = &self.wire {
+            w.set_protocol_version(&hello.version);
+        }
+        self.notify(&jsonrpc::notification("notifications/initialized", None)).await?;
+        if let Wire::Http(w) = &self.wire {
+            w.open_listen_stream();
+        }
+        Ok(hello)
+    }
+
+    fn protocol_error(&self, detail: &str) -> Error {
+        Error::UpstreamProtocol { upstream: self.name.clone(), detail: detail.to_string() }
+    }
+
+    pub fn hello(&self) -> &ServerHello {
+        self.hello.get().expect("hello is set before a peer is handed out")
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.dispatcher.is_closed()
+    }
+
+    fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A request the gateway itself makes (handshake, list fetches).
+    pub async fn request(&self, method: &str, params: Option<&str>) -> Result<Frame, Error> {
+        let id = self.next_id();
+        let frame = Frame::parse(jsonrpc::request(&id.to_string(), method, params))
+            .map_err(|e| Error::Internal(format!("built an invalid request: {e:?}")))?;
+        self.call_with_id(id, frame, None, self.timeout).await
+    }
+
+    /// Forwards a client request: same bytes, our id. The reply carries our id too; the caller
+    /// puts the client's id back.
+    pub async fn forward(&self, frame: &Frame, related: Option<RelatedSink>, timeout: Duration) -> Result<Frame, Error> {
+        let id = self.next_id();
+        self.call_with_id(id, frame.with_id(&id.to_string()), related, timeout).await
+    }
+
+    async fn call_with_id(&self, id: u64, frame: Frame, related: Option<RelatedSink>, timeout: Duration) -> Result<Frame, Error> {
+        if self.is_closed() {
+            return Err(self.dispatcher.unavailable());
+        }
+        let frame = match self.hello.get() {
+            Some(h) if h.stateless => frame.with_params(&lifecycle::with_stateless_meta(frame.params(), &self.client)),
+            _ => frame,
+        };
+        let (tx, rx) = oneshot::channel();
+        self.dispatcher.pending.lock().expect("pending lock").insert(id, PendingCall { reply: tx, related });
+        let mut guard = PendingGuard { peer: self, id, armed: true };
+        let text = frame.as_str().to_string();
+        if let Err(e) = self.wire.send(text, Some(id), &frame).await {
+            guard.armed = false;
+            self.dispatcher.pending.lock().expect("pending lock").remove(&id);
+            return Err(e);
+        }
+        let outcome = tokio::time::timeout(timeout, rx).await;
+        guard.armed = false;
+        match outcome {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(self.dispatcher.unavailable()),
+            Err(_) => {
+                self.dispatcher.pending.lock().expect("pending lock").remove(&id);
+                self.cancel_upstream(id, "timed out at the gateway");
+                Err(Error::UpstreamTimeout { upstream: self.name.clone(), after: timeout })
+            }
+        }
+    }
+
+    /// Tells the upstream to stop working on request `id` (MCP `notifications/cancelled`).
+    pub fn cancel_upstream(&self, id: u64, reason: &str) {
+        let text = jsonrpc::notification(
+            "notifications/cancelled",
+            Some(&serde_json::json!({ "requestId": id, "reason": reason }).to_string()),
+        );
+        let Ok(frame) = Frame::parse(text) else { return };
+        // Fire and forget: cancellation is advisory and must not block the caller.
+        match &self.wire {
+            Wire::Stdio(w) => w.send_now(frame.into_string()),
+            Wire::Http(w) => {
+                let _ = w.send(frame.as_str().to_string(), None, &frame);
+            }
+        }
+    }
+
+    /// Sends a notification or a response (to an upstream's request) as is.
+    pub async fn notify(&self, text: &str) -> Result<(), Error> {
+        let frame = Frame::parse(text.to_string()).map_err(|e| Error::Internal(format!("invalid outgoing frame: {e:?}")))?;
+        self.wire.send(text.to_string(), None, &frame).await
+    }
+
+    /// Stops the upstream: ends its HTTP session or terminates its process group.
+    pub async fn shutdown(&self) {
+        self.wire.shutdown().await;
+        self.dispatcher.close("gateway closed the connection".into());
+    }
+}
