@@ -30,6 +30,8 @@ mkdir -p "$DEPS"
 log() { printf 'test-deps: %s\n' "$*"; }
 die() { printf 'test-deps: ERROR: %s\n' "$*" >&2; exit 1; }
 now() { date +%s; }
+# Registries occasionally drop a connection: give each install one more try.
+retry() { "$@" || { log "retrying in 5s: $*"; sleep 5; "$@"; }; }
 
 marker_ok() { # step spec entrypoint
     [[ -f "$DEPS/.ok-$1" && "$(cat "$DEPS/.ok-$1")" == "$2" && -e "$3" ]]
@@ -66,7 +68,7 @@ npm_step() { # step dir package version entrypoint(rel to dir)
     (
         cd "$dir"
         npm init -y >/dev/null
-        npm install --no-audit --no-fund --no-update-notifier --save-exact --loglevel=error "$spec" >/dev/null
+        retry npm install --no-audit --no-fund --no-update-notifier --save-exact --loglevel=error "$spec" >/dev/null
     ) || die "$step: npm install $spec failed"
     [[ -e "$dir/$entry" ]] || die "$step: $spec installed but $dir/$entry is missing"
     mark "$step" "$spec"
@@ -113,7 +115,7 @@ else
     fi
     pip_args=(--disable-pip-version-check --no-input -q)
     [[ -f "$PY_CONSTRAINTS" ]] && pip_args+=(-c "$PY_CONSTRAINTS")
-    "$PY_BIN" -m pip install "${pip_args[@]}" "mcp==$MCP_PY_VERSION" || die "python: pip install mcp==$MCP_PY_VERSION failed"
+    retry "$PY_BIN" -m pip install "${pip_args[@]}" "mcp==$MCP_PY_VERSION" || die "python: pip install mcp==$MCP_PY_VERSION failed"
     "$PY_BIN" -c 'import mcp; from mcp import Client, StdioServerParameters' || die "python: mcp SDK does not import"
     mark python "$py_spec"
     log "python: installed mcp==$MCP_PY_VERSION ($("$PY_BIN" --version)) in $(($(now) - t))s"

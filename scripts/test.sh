@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command: ./scripts/test.sh [extra `cargo test` args, e.g. -- --nocapture]
 #   1. installs/updates the external test peers into .test-deps/ (scripts/test-deps.sh),
-#   2. cargo test --all-targets (unit + integration tests; extra args are passed through),
+#   2. cargo test --all-targets --no-fail-fast (unit + integration tests; extra args are passed through),
 #   3. cargo clippy --all-targets -- -D warnings,
 #   4. cargo fmt --check.
 # Works from any directory.
@@ -17,8 +17,9 @@ bash "$REPO/scripts/test-deps.sh"
 # shellcheck source=/dev/null
 . "$REPO/.test-deps/env"
 
-step "cargo test --all-targets $*"
-cargo test --all-targets "$@"
+# --no-fail-fast: a failing unit test must not hide the integration tests' results.
+step "cargo test --all-targets --no-fail-fast $*"
+cargo test --all-targets --no-fail-fast "$@"
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings

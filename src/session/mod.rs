@@ -65,7 +65,13 @@ struct Slot {
     config: Arc<UpstreamConfig>,
     peer: tokio::sync::Mutex<Option<Arc<Peer>>>,
     backoff: Mutex<Backoff>,
-    lists: Mutex<HashMap<ListKind, Arc<Vec<Box<RawValue>>>>>,
+    lists: Mutex<HashMap<ListKind, Arc<UpstreamList>>>,
+}
+
+/// One upstream's whole list, plus the other members of its result (vendor fields survive).
+struct UpstreamList {
+    items: Vec<Box<RawValue>>,
+    extras: Vec<(String, Box<RawValue>)>,
 }
 
 pub struct Session {
@@ -560,6 +566,7 @@ impl Session {
         let fetches = (0..self.slots.len()).map(|i| self.slot_list(i, kind));
         let lists = futures::future::join_all(fetches).await;
         let mut items: Vec<Box<RawValue>> = Vec::new();
+        let mut result = RawObject::default();
         let mut catalog = self.catalog.lock().expect("catalog lock");
         for (slot, list) in lists.into_iter().enumerate() {
             let list = match list {
@@ -572,15 +579,19 @@ impl Session {
                 }
             };
             catalog.clear_slot(kind, slot);
-            for item in list.iter() {
+            for (key, value) in &list.extras {
+                if result.get(key).is_none() {
+                    result.set(key, value.clone());
+                }
+            }
+            for item in list.items.iter() {
                 if let Some(item) = self.publish_item(&mut catalog, kind, slot, item) {
                     items.push(item);
                 }
             }
         }
         drop(catalog);
-        let mut result = RawObject::default();
-        result.set(kind.key(), raw(&items));
+        result.0.insert(0, (kind.key().to_string(), raw(&items)));
         if self.client.read().expect("client lock").as_ref().is_some_and(|c| c.stateless) {
             result.set("resultType", raw(&"complete"));
         }
@@ -612,7 +623,7 @@ impl Session {
     }
 
     /// One upstream's full list (all pages), cached until it says the list changed.
-    async fn slot_list(&self, slot: usize, kind: ListKind) -> Result<Option<Arc<Vec<Box<RawValue>>>>, Error> {
+    async fn slot_list(&self, slot: usize, kind: ListKind) -> Result<Option<Arc<UpstreamList>>, Error> {
         if let Some(cached) = self.slots[slot].lists.lock().expect("lists lock").get(&kind) {
             return Ok(Some(cached.clone()));
         }
@@ -626,6 +637,7 @@ impl Session {
             next_cursor: Option<String>,
         }
         let mut all = Vec::new();
+        let mut extras = Vec::new();
         let mut cursor: Option<String> = None;
         for _ in 0..100 {
             let params = cursor.as_ref().map(|c| serde_json::json!({ "cursor": c }).to_string());
@@ -637,6 +649,10 @@ impl Session {
                 });
             };
             let obj = RawObject::parse(result).map_err(|e| Error::UpstreamProtocol { upstream: peer.name.clone(), detail: e.to_string() })?;
+            if extras.is_empty() {
+                // Pagination and the cache hints of one upstream say nothing about the merged list.
+                extras = obj.0.iter().filter(|(k, _)| k != kind.key() && k != "nextCursor" && k != "ttlMs" && k != "cacheScope").cloned().collect();
+            }
             if let Some(items) = obj.get(kind.key()) {
                 let items: Vec<Box<RawValue>> = serde_json::from_str(items.get())
                     .map_err(|e| Error::UpstreamProtocol { upstream: peer.name.clone(), detail: e.to_string() })?;
@@ -647,7 +663,7 @@ impl Session {
                 break;
             }
         }
-        let all = Arc::new(all);
+        let all = Arc::new(UpstreamList { items: all, extras });
         self.slots[slot].lists.lock().expect("lists lock").insert(kind, all.clone());
         Ok(Some(all))
     }

@@ -1,0 +1,89 @@
+//! Child processes under test: the gateway (`tollgate serve`) and the fixture HTTP server.
+//! Both print `listening on URL` first; both are stopped (SIGTERM, then SIGKILL) on drop.
+
+use super::{WAIT, fixture_bin, tollgate_bin};
+use std::process::Stdio;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A running process that announced an HTTP URL.
+pub struct Listening {
+    pub child: Child,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+}
+
+async fn start_listening(mut cmd: Command, dir: tempfile::TempDir) -> Listening {
+    let log = std::fs::File::create(dir.path().join("stderr.log")).expect("log file");
+    cmd.stdout(Stdio::piped()).stderr(Stdio::from(log)).stdin(Stdio::null()).kill_on_drop(true);
+    let mut child = cmd.spawn().expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("process did not announce its URL in time")
+        .expect("read stdout")
+        .unwrap_or_else(|| panic!("process exited before listening; stderr: {}", read_log(&dir)));
+    let url = line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
+    // Keep draining stdout so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Listening { child, url, dir }
+}
+
+fn read_log(dir: &tempfile::TempDir) -> String {
+    std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default()
+}
+
+impl Listening {
+    pub fn pid(&self) -> i32 {
+        self.child.id().expect("running") as i32
+    }
+    pub fn stderr(&self) -> String {
+        read_log(&self.dir)
+    }
+    /// SIGTERM and wait for a clean exit; returns the exit status.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(self.pid());
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        tokio::time::timeout(WAIT, self.child.wait()).await.expect("exit after SIGTERM").expect("wait")
+    }
+}
+
+pub type Gateway = Listening;
+pub type Fixture = Listening;
+
+impl Listening {
+    /// `tollgate serve` with `config` (TOML; `listen` is forced to a free loopback port).
+    pub async fn gateway(config: &str) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tollgate.toml");
+        let config = if config.contains("[server]") {
+            config.replacen("[server]", "[server]\nlisten = \"127.0.0.1:0\"", 1)
+        } else {
+            format!("[server]\nlisten = \"127.0.0.1:0\"\n{config}")
+        };
+        std::fs::write(&path, config).expect("write config");
+        let mut cmd = Command::new(tollgate_bin());
+        cmd.arg("serve").arg("--config").arg(&path).env("TOLLGATE_LOG", "debug");
+        start_listening(cmd, dir).await
+    }
+
+    /// The fixture MCP server over Streamable HTTP.
+    pub async fn fixture_http() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cmd = Command::new(fixture_bin());
+        cmd.arg("--http").arg("127.0.0.1:0");
+        start_listening(cmd, dir).await
+    }
+}
+
+/// TOML for one stdio upstream.
+pub fn stdio_upstream(name: &str, command: &str, args: &[&str], extra: &str) -> String {
+    let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+    format!("[[upstream]]\nname = {name:?}\ncommand = {command:?}\nargs = [{}]\n{extra}\n", args.join(", "))
+}
+
+/// TOML for one HTTP upstream.
+pub fn http_upstream(name: &str, url: &str, extra: &str) -> String {
+    format!("[[upstream]]\nname = {name:?}\nurl = {url:?}\n{extra}\n")
+}
