@@ -234,13 +234,16 @@ impl Config {
                 ));
             }
             match (&u.command, &u.url) {
-                (Some(_), Some(_)) => return Err(format!("{key}: set either `command` (stdio) or `url` (HTTP), not both")),
+                (Some(_), Some(_)) => {
+                    return Err(format!("{key}: set either `command` (stdio) or `url` (HTTP), not both"));
+                }
                 (None, None) => return Err(format!("{key}: set `command` (stdio upstream) or `url` (HTTP upstream)")),
                 (Some(c), None) if c.is_empty() => return Err(format!("{key}: command is empty")),
                 (None, Some(url)) => {
-                    let ok = url.parse::<http::Uri>().ok().is_some_and(|u| {
-                        matches!(u.scheme_str(), Some("http") | Some("https")) && u.host().is_some()
-                    });
+                    let ok = url
+                        .parse::<http::Uri>()
+                        .ok()
+                        .is_some_and(|u| matches!(u.scheme_str(), Some("http") | Some("https")) && u.host().is_some());
                     if !ok {
                         return Err(format!("{key}: url = {url:?} is not an http(s) URL"));
                     }
@@ -285,7 +288,8 @@ mod tests {
     fn upstream_needs_exactly_one_transport() {
         let e = Config::parse("[[upstream]]\nname = \"a\"\n", "t.toml").unwrap_err();
         assert!(e.to_string().contains("upstream[0]"), "{e}");
-        let e = Config::parse("[[upstream]]\nname = \"a\"\ncommand = \"x\"\nurl = \"http://h/mcp\"\n", "t.toml").unwrap_err();
+        let e = Config::parse("[[upstream]]\nname = \"a\"\ncommand = \"x\"\nurl = \"http://h/mcp\"\n", "t.toml")
+            .unwrap_err();
         assert!(e.to_string().contains("not both"), "{e}");
     }
 

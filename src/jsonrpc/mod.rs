@@ -82,7 +82,9 @@ impl Frame {
             strict::check(&text).map_err(FrameError::Parse)?;
             return Err(FrameError::Invalid {
                 id: None,
-                reason: "JSON-RPC batches are not supported (MCP removed them in 2025-06-18); send one message per request".into(),
+                reason:
+                    "JSON-RPC batches are not supported (MCP removed them in 2025-06-18); send one message per request"
+                        .into(),
             });
         }
         strict::check(&text).map_err(FrameError::Parse)?;
@@ -91,23 +93,30 @@ impl Frame {
             reason: format!("a JSON-RPC message must be an object: {e}"),
         })?;
         let id_text = env.id.map(|i| i.get().to_string());
-        let invalid = |reason: &str| FrameError::Invalid { id: id_text.clone().filter(|i| valid_id(i)), reason: reason.to_string() };
+        let invalid = |reason: &str| FrameError::Invalid {
+            id: id_text.clone().filter(|i| valid_id(i)),
+            reason: reason.to_string(),
+        };
         if env.jsonrpc.map(RawValue::get) != Some("\"2.0\"") {
             return Err(invalid("\"jsonrpc\" must be exactly \"2.0\""));
         }
-        if let Some(id) = env.id {
-            if !valid_id(id.get()) {
-                return Err(invalid("\"id\" must be a string or an integer (not null, a fraction, an array or an object)"));
-            }
+        if let Some(id) = env.id
+            && !valid_id(id.get())
+        {
+            return Err(invalid("\"id\" must be a string or an integer (not null, a fraction, an array or an object)"));
         }
         let method = match env.method {
-            Some(m) => Some(serde_json::from_str::<String>(m.get()).map_err(|_| invalid("\"method\" must be a string"))?),
+            Some(m) => {
+                Some(serde_json::from_str::<String>(m.get()).map_err(|_| invalid("\"method\" must be a string"))?)
+            }
             None => None,
         };
         if let Some(p) = env.params {
             let first = p.get().as_bytes().first();
             if method.is_none() || !matches!(first, Some(b'{') | Some(b'[')) {
-                return Err(invalid("\"params\" must be an object or array and only appear on requests and notifications"));
+                return Err(invalid(
+                    "\"params\" must be an object or array and only appear on requests and notifications",
+                ));
             }
         }
         let kind = match (&method, env.id, env.result.is_some(), env.error.is_some()) {
@@ -116,21 +125,27 @@ impl Frame {
             (None, Some(_), true, false) | (None, Some(_), false, true) => Kind::Response,
             (None, None, false, true) => Kind::Response,
             (None, _, true, true) => return Err(invalid("a response has exactly one of \"result\" and \"error\"")),
-            (None, _, false, false) => return Err(invalid("a message needs \"method\" (request/notification) or \"result\"/\"error\" (response)")),
+            (None, _, false, false) => {
+                return Err(invalid(
+                    "a message needs \"method\" (request/notification) or \"result\"/\"error\" (response)",
+                ));
+            }
             _ => return Err(invalid("a message cannot be both a request and a response")),
         };
-        if kind == Kind::Response && method.is_none() {
-            if let Some(e) = env.error {
-                #[derive(Deserialize)]
-                struct ErrorShape {
-                    #[allow(dead_code)]
-                    code: i64,
-                    #[allow(dead_code)]
-                    message: String,
-                }
-                serde_json::from_str::<ErrorShape>(e.get())
-                    .map_err(|_| invalid("\"error\" must be an object with an integer \"code\" and a string \"message\""))?;
+        if kind == Kind::Response
+            && method.is_none()
+            && let Some(e) = env.error
+        {
+            #[derive(Deserialize)]
+            struct ErrorShape {
+                #[allow(dead_code)]
+                code: i64,
+                #[allow(dead_code)]
+                message: String,
             }
+            serde_json::from_str::<ErrorShape>(e.get()).map_err(|_| {
+                invalid("\"error\" must be an object with an integer \"code\" and a string \"message\"")
+            })?;
         }
         let id = env.id.map(|r| range_in(&text, r));
         let params = env.params.map(|r| range_in(&text, r));
@@ -260,7 +275,8 @@ mod tests {
 
     #[test]
     fn request_parts_are_found() {
-        let f = Frame::parse(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"x","x-v":1.0}}"#).unwrap();
+        let f =
+            Frame::parse(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"x","x-v":1.0}}"#).unwrap();
         assert_eq!(f.kind(), Kind::Request);
         assert_eq!(f.id(), Some("7"));
         assert_eq!(f.method(), "tools/call");

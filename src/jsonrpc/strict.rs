@@ -14,10 +14,7 @@ pub const MAX_DEPTH: usize = 64;
 /// Checks `text` is one JSON value with no duplicate member names and at most [`MAX_DEPTH`] levels.
 pub fn check(text: &str) -> Result<(), String> {
     let mut de = serde_json::Deserializer::from_str(text);
-    Walk { depth: 0 }
-        .deserialize(&mut de)
-        .and_then(|()| de.end())
-        .map_err(|e| e.to_string())
+    Walk { depth: 0 }.deserialize(&mut de).and_then(|()| de.end()).map_err(|e| e.to_string())
 }
 
 struct Walk {
@@ -58,10 +55,7 @@ impl<'de> Visitor<'de> for Walk {
         Ok(())
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq
-            .next_element_seed(Walk { depth: self.depth + 1 })?
-            .is_some()
-        {}
+        while seq.next_element_seed(Walk { depth: self.depth + 1 })?.is_some() {}
         Ok(())
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {

@@ -73,7 +73,8 @@ impl ClientHello {
     /// Params for the gateway's own `initialize` to a 2025-11-25 upstream, on this client's behalf.
     pub fn initialize_params(&self) -> String {
         let version = if self.stateless { LATEST_STATEFUL } else { self.version.as_str() };
-        json!({ "protocolVersion": version, "capabilities": self.capabilities, "clientInfo": self.client_info }).to_string()
+        json!({ "protocolVersion": version, "capabilities": self.capabilities, "clientInfo": self.client_info })
+            .to_string()
     }
 
     /// The `_meta` a 2026-07-28 upstream needs on each request.
@@ -89,10 +90,8 @@ impl ClientHello {
 /// Adds the 2026-07-28 `_meta` fields to `params` where absent, keeping every other byte.
 pub fn with_stateless_meta(params: Option<&str>, hello: &ClientHello) -> String {
     let mut obj = params.and_then(|p| RawObject::parse(p).ok()).unwrap_or_default();
-    let mut meta: Map<String, Value> = obj
-        .get("_meta")
-        .and_then(|m| serde_json::from_str(m.get()).ok())
-        .unwrap_or_default();
+    let mut meta: Map<String, Value> =
+        obj.get("_meta").and_then(|m| serde_json::from_str(m.get()).ok()).unwrap_or_default();
     if let Value::Object(needed) = hello.stateless_meta() {
         for (k, v) in needed {
             meta.entry(k).or_insert(v);
@@ -192,11 +191,8 @@ pub fn parse_discover(result: &str) -> Option<ServerHello> {
 /// Reads an upstream's `initialize` result.
 pub fn parse_initialize(result: &str) -> Result<ServerHello, String> {
     let v: Value = serde_json::from_str(result).map_err(|e| e.to_string())?;
-    let version = v
-        .get("protocolVersion")
-        .and_then(Value::as_str)
-        .ok_or("initialize result has no protocolVersion")?
-        .to_string();
+    let version =
+        v.get("protocolVersion").and_then(Value::as_str).ok_or("initialize result has no protocolVersion")?.to_string();
     Ok(ServerHello {
         version,
         stateless: false,
@@ -211,7 +207,13 @@ mod tests {
     use super::*;
 
     fn hello(caps: Value) -> ServerHello {
-        ServerHello { version: "2025-11-25".into(), stateless: false, server_info: json!({}), capabilities: caps, instructions: None }
+        ServerHello {
+            version: "2025-11-25".into(),
+            stateless: false,
+            server_info: json!({}),
+            capabilities: caps,
+            instructions: None,
+        }
     }
 
     #[test]
@@ -234,7 +236,12 @@ mod tests {
 
     #[test]
     fn stateless_meta_is_added_without_touching_other_params() {
-        let h = ClientHello { version: "2025-11-25".into(), stateless: false, client_info: json!({"name":"c"}), capabilities: json!({}) };
+        let h = ClientHello {
+            version: "2025-11-25".into(),
+            stateless: false,
+            client_info: json!({"name":"c"}),
+            capabilities: json!({}),
+        };
         let out = with_stateless_meta(Some(r#"{"name":"t","arguments":{"x":1.50}}"#), &h);
         assert!(out.starts_with(r#"{"name":"t","arguments":{"x":1.50},"_meta":{"#), "{out}");
         assert!(out.contains("\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\""));

@@ -209,7 +209,11 @@ impl Session {
             }
             inflight.insert(
                 ctx.key.clone(),
-                Inflight { related: ctx.related.clone(), progress_token: progress_token(&frame), cancel: cancel.clone() },
+                Inflight {
+                    related: ctx.related.clone(),
+                    progress_token: progress_token(&frame),
+                    cancel: cancel.clone(),
+                },
             );
         }
         let _guard = InflightGuard(self, ctx.key.clone());
@@ -382,7 +386,9 @@ impl Session {
             match result {
                 Ok(peer) => hellos.push(peer.hello().clone()),
                 Err(e) if slot.config.required => return Err(e),
-                Err(e) => tracing::warn!(session = %self.id, upstream = %slot.config.name, error = %e, "upstream left out (fail-open)"),
+                Err(e) => {
+                    tracing::warn!(session = %self.id, upstream = %slot.config.name, error = %e, "upstream left out (fail-open)")
+                }
             }
         }
         Ok(hellos)
@@ -432,10 +438,10 @@ impl Session {
     async fn connected_peers(&self) -> Vec<Arc<Peer>> {
         let mut out = Vec::new();
         for slot in &self.slots {
-            if let Some(p) = slot.peer.lock().await.as_ref() {
-                if !p.is_closed() {
-                    out.push(p.clone());
-                }
+            if let Some(p) = slot.peer.lock().await.as_ref()
+                && !p.is_closed()
+            {
+                out.push(p.clone());
             }
         }
         out
@@ -525,10 +531,10 @@ impl Session {
         }
         // Unlisted uris (templates, dynamic resources): the first upstream that serves resources.
         for (i, s) in self.slots.iter().enumerate() {
-            if let Some(peer) = s.peer.lock().await.as_ref() {
-                if peer.hello().has_capability("resources") {
-                    return Ok(i);
-                }
+            if let Some(peer) = s.peer.lock().await.as_ref()
+                && peer.hello().has_capability("resources")
+            {
+                return Ok(i);
             }
         }
         Err(Error::InvalidParams(format!("no upstream serves resource {uri}")))
@@ -544,7 +550,8 @@ impl Session {
                     Some(r) => r,
                     None => return Err(Error::InvalidParams(format!("Unknown prompt: {name}"))),
                 };
-                let mut obj = RawObject::parse(frame.params().unwrap_or("{}")).map_err(|e| Error::InvalidParams(e.to_string()))?;
+                let mut obj = RawObject::parse(frame.params().unwrap_or("{}"))
+                    .map_err(|e| Error::InvalidParams(e.to_string()))?;
                 let mut r = reference.clone();
                 r["name"] = serde_json::json!(route.original);
                 obj.set("ref", raw(&r));
@@ -599,7 +606,13 @@ impl Session {
     }
 
     /// Records one list item in the catalog; returns it as the client sees it.
-    fn publish_item(&self, catalog: &mut Catalog, kind: ListKind, slot: usize, item: &RawValue) -> Option<Box<RawValue>> {
+    fn publish_item(
+        &self,
+        catalog: &mut Catalog,
+        kind: ListKind,
+        slot: usize,
+        item: &RawValue,
+    ) -> Option<Box<RawValue>> {
         let mut obj = RawObject::parse(item.get()).ok()?;
         if !kind.renamed() {
             let key = if kind == ListKind::Resources { "uri" } else { "uriTemplate" };
@@ -648,10 +661,16 @@ impl Session {
                     detail: format!("{} failed: {}", kind.method(), reply.error().unwrap_or("")),
                 });
             };
-            let obj = RawObject::parse(result).map_err(|e| Error::UpstreamProtocol { upstream: peer.name.clone(), detail: e.to_string() })?;
+            let obj = RawObject::parse(result)
+                .map_err(|e| Error::UpstreamProtocol { upstream: peer.name.clone(), detail: e.to_string() })?;
             if extras.is_empty() {
                 // Pagination and the cache hints of one upstream say nothing about the merged list.
-                extras = obj.0.iter().filter(|(k, _)| k != kind.key() && k != "nextCursor" && k != "ttlMs" && k != "cacheScope").cloned().collect();
+                extras = obj
+                    .0
+                    .iter()
+                    .filter(|(k, _)| k != kind.key() && k != "nextCursor" && k != "ttlMs" && k != "cacheScope")
+                    .cloned()
+                    .collect();
             }
             if let Some(items) = obj.get(kind.key()) {
                 let items: Vec<Box<RawValue>> = serde_json::from_str(items.get())
@@ -705,12 +724,12 @@ impl Session {
         }
         match method.as_str() {
             "notifications/progress" => {
-                if let Ok(p) = frame.params_as::<serde_json::Value>() {
-                    if let Some(token) = p.get("progressToken").map(|t| t.to_string()) {
-                        let inflight = self.inflight.lock().expect("inflight lock");
-                        if let Some(entry) = inflight.values().find(|e| e.progress_token.as_ref() == Some(&token)) {
-                            related = entry.related.clone().or(related);
-                        }
+                if let Ok(p) = frame.params_as::<serde_json::Value>()
+                    && let Some(token) = p.get("progressToken").map(|t| t.to_string())
+                {
+                    let inflight = self.inflight.lock().expect("inflight lock");
+                    if let Some(entry) = inflight.values().find(|e| e.progress_token.as_ref() == Some(&token)) {
+                        related = entry.related.clone().or(related);
                     }
                 }
             }

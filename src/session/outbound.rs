@@ -34,7 +34,12 @@ impl Outbound {
         *self.general.lock().expect("general lock") = None;
     }
 
-    pub async fn deliver(&self, text: String, related: Option<RelatedSink>, any_open: impl Fn() -> Option<RelatedSink>) {
+    pub async fn deliver(
+        &self,
+        text: String,
+        related: Option<RelatedSink>,
+        any_open: impl Fn() -> Option<RelatedSink>,
+    ) {
         let text = match related {
             Some(tx) => match tx.send(text).await {
                 Ok(()) => return,

@@ -65,7 +65,8 @@ impl Registry {
     }
 
     pub async fn close_all(&self) {
-        let sessions: Vec<Arc<Session>> = self.sessions.lock().expect("sessions lock").drain().map(|(_, s)| s).collect();
+        let sessions: Vec<Arc<Session>> =
+            self.sessions.lock().expect("sessions lock").drain().map(|(_, s)| s).collect();
         futures::future::join_all(sessions.iter().map(|s| s.close())).await;
         self.stateless.close().await;
     }

@@ -1,1 +1,14 @@
+//! Integration tests: the real `tollgate` binary, real MCP servers and clients, real pipes and HTTP.
+//! One binary (see DESIGN §9); `support/` starts processes and speaks raw MCP.
 
+mod support;
+
+mod conformance;
+mod errors;
+mod fidelity;
+mod generations;
+mod multi_upstream;
+mod process_leak;
+mod server_everything;
+mod transport_matrix;
+mod upstream_failures;

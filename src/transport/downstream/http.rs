@@ -13,13 +13,13 @@ use crate::mcp;
 use crate::session::registry::Registry;
 use crate::session::{RequestCtx, Session};
 use crate::transport::sse;
+use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::Router;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -94,7 +94,9 @@ pub fn origin_allowed(config: &ServerConfig, origin: Option<&str>) -> bool {
 async fn check_origin_and_host(State(state): State<Arc<HttpState>>, req: Request, next: Next) -> Response {
     let headers = req.headers();
     if !host_allowed(&state.config, header_str(headers, "host")) {
-        let e = Error::InvalidRequest("Host header not allowed (DNS rebinding protection); add it to server.allowed_hosts".into());
+        let e = Error::InvalidRequest(
+            "Host header not allowed (DNS rebinding protection); add it to server.allowed_hosts".into(),
+        );
         return error_response(StatusCode::FORBIDDEN, &e, None);
     }
     if !origin_allowed(&state.config, header_str(headers, "origin")) {
@@ -109,34 +111,43 @@ async fn check_origin_and_host(State(state): State<Arc<HttpState>>, req: Request
 /// Checks the mirrored headers of a request against its body.
 fn check_headers(headers: &HeaderMap, frame: &Frame) -> Result<(), Error> {
     let header_version = header_str(headers, "mcp-protocol-version");
-    if let Some(v) = header_version {
-        if !mcp::is_supported(v) {
-            return Err(Error::UnsupportedProtocolVersion { requested: v.to_string() });
-        }
+    if let Some(v) = header_version
+        && !mcp::is_supported(v)
+    {
+        return Err(Error::UnsupportedProtocolVersion { requested: v.to_string() });
     }
     let declared = mcp::declared_version(frame.params());
-    if let (Some(h), Some(d)) = (header_version, declared.as_deref()) {
-        if h != d {
-            return Err(Error::HeaderMismatch(format!("MCP-Protocol-Version header {h} but params._meta says {d}")));
-        }
+    if let (Some(h), Some(d)) = (header_version, declared.as_deref())
+        && h != d
+    {
+        return Err(Error::HeaderMismatch(format!("MCP-Protocol-Version header {h} but params._meta says {d}")));
     }
     let stateless = declared.as_deref() == Some(mcp::STATELESS_VERSION);
     let method_header = header_str(headers, "mcp-method");
     if frame.kind() != Kind::Response {
         match method_header {
             Some(m) if m != frame.method() => {
-                return Err(Error::HeaderMismatch(format!("Mcp-Method header {m:?} but the body's method is {:?}", frame.method())));
+                return Err(Error::HeaderMismatch(format!(
+                    "Mcp-Method header {m:?} but the body's method is {:?}",
+                    frame.method()
+                )));
             }
-            None if stateless => return Err(Error::HeaderMismatch("Mcp-Method header is required for 2026-07-28 requests".into())),
+            None if stateless => {
+                return Err(Error::HeaderMismatch("Mcp-Method header is required for 2026-07-28 requests".into()));
+            }
             _ => {}
         }
     }
     let name_header = header_str(headers, "mcp-name");
     let target = mcp::target_name(frame.method(), frame.params());
     match (name_header, target.as_deref()) {
-        (Some(h), Some(t)) if h != t => Err(Error::HeaderMismatch(format!("Mcp-Name header {h:?} but the body names {t:?}"))),
+        (Some(h), Some(t)) if h != t => {
+            Err(Error::HeaderMismatch(format!("Mcp-Name header {h:?} but the body names {t:?}")))
+        }
         (Some(h), None) => Err(Error::HeaderMismatch(format!("Mcp-Name header {h:?} but the body names nothing"))),
-        (None, Some(_)) if stateless => Err(Error::HeaderMismatch(format!("Mcp-Name header is required for {}", frame.method()))),
+        (None, Some(_)) if stateless => {
+            Err(Error::HeaderMismatch(format!("Mcp-Name header is required for {}", frame.method())))
+        }
         _ => Ok(()),
     }
 }
@@ -147,18 +158,18 @@ enum Target {
     Stateless(Arc<Session>),
 }
 
-fn pick_session(state: &HttpState, headers: &HeaderMap, frame: &Frame) -> Result<Target, Response> {
+fn pick_session(state: &HttpState, headers: &HeaderMap, frame: &Frame) -> Result<Target, Box<Response>> {
     if frame.method() == "initialize" && frame.kind() == Kind::Request {
         return Ok(Target::New(state.registry.create()));
     }
     if let Some(id) = header_str(headers, "mcp-session-id") {
         return match state.registry.get(id) {
             Some(s) => Ok(Target::Existing(s)),
-            None => Err(error_response(
+            None => Err(Box::new(error_response(
                 StatusCode::NOT_FOUND,
                 &Error::InvalidRequest("session not found or ended; send initialize to start a new one".into()),
                 frame.id(),
-            )),
+            ))),
         };
     }
     let stateless = mcp::declared_version(frame.params()).as_deref() == Some(mcp::STATELESS_VERSION)
@@ -167,11 +178,13 @@ fn pick_session(state: &HttpState, headers: &HeaderMap, frame: &Frame) -> Result
     if stateless {
         return Ok(Target::Stateless(state.registry.stateless()));
     }
-    Err(error_response(
+    Err(Box::new(error_response(
         StatusCode::BAD_REQUEST,
-        &Error::InvalidRequest("Mcp-Session-Id header is required; send initialize first (or use 2026-07-28 with params._meta)".into()),
+        &Error::InvalidRequest(
+            "Mcp-Session-Id header is required; send initialize first (or use 2026-07-28 with params._meta)".into(),
+        ),
         frame.id(),
-    ))
+    )))
 }
 
 async fn post_message(State(state): State<Arc<HttpState>>, headers: HeaderMap, body: Body) -> Response {
@@ -179,7 +192,9 @@ async fn post_message(State(state): State<Arc<HttpState>>, headers: HeaderMap, b
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(_) => {
-            let e = Error::InvalidRequest(format!("message larger than {limit} bytes; raise server.max_body_bytes if this is expected"));
+            let e = Error::InvalidRequest(format!(
+                "message larger than {limit} bytes; raise server.max_body_bytes if this is expected"
+            ));
             return error_response(StatusCode::PAYLOAD_TOO_LARGE, &e, None);
         }
     };
@@ -202,7 +217,7 @@ async fn post_message(State(state): State<Arc<HttpState>>, headers: HeaderMap, b
     }
     let target = match pick_session(&state, &headers, &frame) {
         Ok(t) => t,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let (session, new_id, stateless) = match target {
         Target::New(s) => (s.clone(), Some(s.id.clone()), false),
@@ -216,7 +231,8 @@ async fn post_message(State(state): State<Arc<HttpState>>, headers: HeaderMap, b
     let id = frame.id().unwrap_or("null").to_string();
     // Stateless clients share one gateway session: their ids need not be unique across POSTs.
     let key = if stateless { format!("{}#{id}", state.seq.fetch_add(1, Ordering::Relaxed)) } else { id };
-    let accepts_sse = header_str(&headers, "accept").is_some_and(|a| a.contains("text/event-stream") || a.contains("*/*"));
+    let accepts_sse =
+        header_str(&headers, "accept").is_some_and(|a| a.contains("text/event-stream") || a.contains("*/*"));
     let (tx, rx) = mpsc::channel::<String>(64);
     let related = accepts_sse.then_some(tx);
     let task = AbortOnDrop(tokio::spawn({
@@ -224,10 +240,10 @@ async fn post_message(State(state): State<Arc<HttpState>>, headers: HeaderMap, b
         async move { session.handle(frame, RequestCtx { key, related }).await }
     }));
     let mut resp = respond(task, rx).await;
-    if let Some(id) = new_id {
-        if let Ok(v) = HeaderValue::from_str(&id) {
-            resp.headers_mut().insert("mcp-session-id", v);
-        }
+    if let Some(id) = new_id
+        && let Ok(v) = HeaderValue::from_str(&id)
+    {
+        resp.headers_mut().insert("mcp-session-id", v);
     }
     resp
 }
@@ -289,25 +305,31 @@ fn sse_response(body: Body) -> Response {
 
 // ------------------------------------------------------------------ GET / DELETE
 
-fn stateful_session(state: &HttpState, headers: &HeaderMap, method: &Method) -> Result<Arc<Session>, Response> {
+fn stateful_session(state: &HttpState, headers: &HeaderMap, method: &Method) -> Result<Arc<Session>, Box<Response>> {
     let Some(id) = header_str(headers, "mcp-session-id") else {
         let mut resp = error_response(
             StatusCode::METHOD_NOT_ALLOWED,
-            &Error::InvalidRequest(format!("{method} needs an Mcp-Session-Id (2025-11-25 sessions); 2026-07-28 clients use POST only")),
+            &Error::InvalidRequest(format!(
+                "{method} needs an Mcp-Session-Id (2025-11-25 sessions); 2026-07-28 clients use POST only"
+            )),
             None,
         );
         resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
-        return Err(resp);
+        return Err(Box::new(resp));
     };
     state.registry.get(id).ok_or_else(|| {
-        error_response(StatusCode::NOT_FOUND, &Error::InvalidRequest("session not found or ended; send initialize to start a new one".into()), None)
+        Box::new(error_response(
+            StatusCode::NOT_FOUND,
+            &Error::InvalidRequest("session not found or ended; send initialize to start a new one".into()),
+            None,
+        ))
     })
 }
 
 async fn open_stream(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
     let session = match stateful_session(&state, &headers, &Method::GET) {
         Ok(s) => s,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     if !header_str(&headers, "accept").is_some_and(|a| a.contains("text/event-stream")) {
         let e = Error::InvalidRequest("GET needs Accept: text/event-stream".into());
@@ -329,7 +351,7 @@ async fn open_stream(State(state): State<Arc<HttpState>>, headers: HeaderMap) ->
 async fn end_session(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
     let session = match stateful_session(&state, &headers, &Method::DELETE) {
         Ok(s) => s,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     state.registry.remove(&session.id).await;
     StatusCode::NO_CONTENT.into_response()

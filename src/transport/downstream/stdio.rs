@@ -39,7 +39,9 @@ pub async fn serve(session: Arc<Session>, max_message: usize, shutdown: Cancella
             Some(Ok(text)) if text.trim().is_empty() => continue,
             Some(Ok(text)) => text,
             Some(Err(LinesCodecError::MaxLineLengthExceeded)) => {
-                let e = Error::InvalidRequest(format!("message larger than {max_message} bytes; split the data or raise server.max_body_bytes"));
+                let e = Error::InvalidRequest(format!(
+                    "message larger than {max_message} bytes; split the data or raise server.max_body_bytes"
+                ));
                 let _ = tx.send(e.to_jsonrpc(None)).await;
                 continue;
             }

@@ -87,10 +87,11 @@ impl HttpWire {
             if frame.kind() != Kind::Response {
                 b = b.header("mcp-method", frame.method());
             }
-            if let Some(name) = mcp::target_name(frame.method(), frame.params()) {
-                if name.is_ascii() && !name.contains(['\r', '\n']) {
-                    b = b.header("mcp-name", name);
-                }
+            if let Some(name) = mcp::target_name(frame.method(), frame.params())
+                && name.is_ascii()
+                && !name.contains(['\r', '\n'])
+            {
+                b = b.header("mcp-name", name);
             }
             b = b.header("mcp-protocol-version", mcp::STATELESS_VERSION);
         }
@@ -131,7 +132,9 @@ impl HttpWire {
                         _ = dispatcher.closed.cancelled() => {}
                     }
                 }
-                Ok(resp) => tracing::debug!(upstream = %upstream, status = %resp.status(), "upstream offers no GET stream"),
+                Ok(resp) => {
+                    tracing::debug!(upstream = %upstream, status = %resp.status(), "upstream offers no GET stream")
+                }
                 Err(e) => tracing::debug!(upstream = %upstream, error = %e, "GET stream failed"),
             }
         });
@@ -158,25 +161,25 @@ struct PostContext {
 impl PostContext {
     async fn read_response(&self, resp: reqwest::Response) -> Result<(), String> {
         let status = resp.status();
-        if self.is_initialize {
-            if let Some(id) = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
-                self.state.lock().expect("state lock").session_id = Some(id.to_string());
-            }
+        if self.is_initialize
+            && let Some(id) = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok())
+        {
+            self.state.lock().expect("state lock").session_id = Some(id.to_string());
         }
         if status == reqwest::StatusCode::NOT_FOUND && self.state.lock().expect("state lock").session_id.is_some() {
             // The upstream forgot our session: this connection is over; the next use reconnects.
             self.dispatcher.close("the upstream ended its session (HTTP 404)".into());
             return Err("the upstream ended its session (HTTP 404)".into());
         }
-        let content_type = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase();
+        let content_type =
+            resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
         if content_type.starts_with("text/event-stream") {
             read_sse(resp, &self.dispatcher, self.request_id).await;
-            return if self.request_id.is_some() { Err("the upstream's event stream ended without a reply".into()) } else { Ok(()) };
+            return if self.request_id.is_some() {
+                Err("the upstream's event stream ended without a reply".into())
+            } else {
+                Ok(())
+            };
         }
         let body = read_limited(resp).await?;
         if body.trim().is_empty() {

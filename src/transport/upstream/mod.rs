@@ -64,11 +64,14 @@ impl Dispatcher {
                 Some(call) => {
                     let _ = call.reply.send(Ok(frame));
                 }
-                None => tracing::debug!(upstream = %self.upstream, id = ?frame.id(), "dropping reply to no pending request"),
+                None => {
+                    tracing::debug!(upstream = %self.upstream, id = ?frame.id(), "dropping reply to no pending request")
+                }
             }
             return;
         }
-        let related = via.and_then(|id| self.pending.lock().expect("pending lock").get(&id).and_then(|c| c.related.clone()));
+        let related =
+            via.and_then(|id| self.pending.lock().expect("pending lock").get(&id).and_then(|c| c.related.clone()));
         let _ = self.events.send(UpstreamEvent { frame, related });
     }
 
@@ -166,7 +169,9 @@ impl Peer {
         let dispatcher = Dispatcher::new(&config.name, events_tx);
         let wire = match (&config.command, &config.url) {
             (Some(_), _) => Wire::Stdio(stdio::StdioWire::spawn(config, dispatcher.clone())?),
-            (_, Some(url)) => Wire::Http(http::HttpWire::new(&config.name, url, &config.headers, http.clone(), dispatcher.clone())),
+            (_, Some(url)) => {
+                Wire::Http(http::HttpWire::new(&config.name, url, &config.headers, http.clone(), dispatcher.clone()))
+            }
             _ => return Err(Error::Internal(format!("upstream {} has no transport", config.name))),
         };
         let peer = Arc::new(Peer {
@@ -253,12 +258,23 @@ impl Peer {
 
     /// Forwards a client request: same bytes, our id. The reply carries our id too; the caller
     /// puts the client's id back.
-    pub async fn forward(&self, frame: &Frame, related: Option<RelatedSink>, timeout: Duration) -> Result<Frame, Error> {
+    pub async fn forward(
+        &self,
+        frame: &Frame,
+        related: Option<RelatedSink>,
+        timeout: Duration,
+    ) -> Result<Frame, Error> {
         let id = self.next_id();
         self.call_with_id(id, frame.with_id(&id.to_string()), related, timeout).await
     }
 
-    async fn call_with_id(&self, id: u64, frame: Frame, related: Option<RelatedSink>, timeout: Duration) -> Result<Frame, Error> {
+    async fn call_with_id(
+        &self,
+        id: u64,
+        frame: Frame,
+        related: Option<RelatedSink>,
+        timeout: Duration,
+    ) -> Result<Frame, Error> {
         if self.is_closed() {
             return Err(self.dispatcher.unavailable());
         }
@@ -290,6 +306,7 @@ impl Peer {
 
     /// Tells the upstream to stop working on request `id` (MCP `notifications/cancelled`).
     pub fn cancel_upstream(&self, id: u64, reason: &str) {
+        tracing::debug!(upstream = %self.name, id, reason, "cancelled upstream request");
         let text = jsonrpc::notification(
             "notifications/cancelled",
             Some(&serde_json::json!({ "requestId": id, "reason": reason }).to_string()),
@@ -306,7 +323,8 @@ impl Peer {
 
     /// Sends a notification or a response (to an upstream's request) as is.
     pub async fn notify(&self, text: &str) -> Result<(), Error> {
-        let frame = Frame::parse(text.to_string()).map_err(|e| Error::Internal(format!("invalid outgoing frame: {e:?}")))?;
+        let frame =
+            Frame::parse(text.to_string()).map_err(|e| Error::Internal(format!("invalid outgoing frame: {e:?}")))?;
         self.wire.send(text.to_string(), None, &frame).await
     }
 

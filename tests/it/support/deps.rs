@@ -28,7 +28,8 @@ pub fn server_everything() -> String {
     )
 }
 
-/// `@modelcontextprotocol/server-filesystem`'s entry point.
+/// `@modelcontextprotocol/server-filesystem`'s entry point (read-only policy tests).
+#[allow(dead_code)]
 pub fn server_filesystem() -> String {
     dep(
         "TOLLGATE_SERVER_FILESYSTEM",
@@ -42,10 +43,7 @@ pub fn python() -> String {
 }
 
 pub fn conformance() -> String {
-    dep(
-        "TOLLGATE_CONFORMANCE",
-        "npm/conformance/node_modules/@modelcontextprotocol/conformance/dist/index.js",
-    )
+    dep("TOLLGATE_CONFORMANCE", "npm/conformance/node_modules/@modelcontextprotocol/conformance/dist/index.js")
 }
 
 pub fn node22() -> String {

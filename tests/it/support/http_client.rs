@@ -62,13 +62,20 @@ impl HttpClient {
 
     /// POSTs raw text and reads the whole reply.
     pub async fn post_raw(&self, body: String, headers: &[(&str, &str)]) -> Reply {
-        let resp = tokio::time::timeout(WAIT, self.request_builder(body, headers).send()).await.expect("reply in time").expect("send");
+        let resp = tokio::time::timeout(WAIT, self.request_builder(body, headers).send())
+            .await
+            .expect("reply in time")
+            .expect("send");
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         let text = tokio::time::timeout(WAIT, resp.text()).await.expect("body in time").expect("body");
         let messages = if content_type.starts_with("text/event-stream") {
-            SseParser::new(usize::MAX).feed(text.as_bytes()).iter().filter_map(|d| serde_json::from_str(d).ok()).collect()
+            SseParser::new(usize::MAX)
+                .feed(text.as_bytes())
+                .iter()
+                .filter_map(|d| serde_json::from_str(d).ok())
+                .collect()
         } else if text.trim().is_empty() {
             Vec::new()
         } else {
@@ -87,7 +94,12 @@ impl HttpClient {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             let mut parser = SseParser::new(usize::MAX);
-            let is_sse = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").starts_with("text/event-stream");
+            let is_sse = resp
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .starts_with("text/event-stream");
             let mut body = resp.bytes_stream();
             let mut plain = Vec::new();
             while let Some(Ok(chunk)) = body.next().await {
@@ -112,7 +124,10 @@ impl HttpClient {
     pub async fn initialize(&mut self, capabilities: Value) -> Reply {
         let id = self.next_id();
         let reply = self
-            .post(&json!({"jsonrpc":"2.0","id":id,"method":"initialize","params":super::initialize_params(capabilities)}), &[])
+            .post(
+                &json!({"jsonrpc":"2.0","id":id,"method":"initialize","params":super::initialize_params(capabilities)}),
+                &[],
+            )
             .await;
         assert_eq!(reply.status, 200, "initialize failed: {:?}", reply.messages);
         self.session = reply.headers.get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_string);

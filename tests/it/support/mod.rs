@@ -7,7 +7,7 @@ pub mod stdio_client;
 
 pub use deps::*;
 pub use http_client::HttpClient;
-pub use process::{Fixture, Gateway, Listening, http_upstream, stdio_upstream};
+pub use process::{Listening, http_upstream, stdio_upstream};
 pub use stdio_client::StdioClient;
 
 use std::time::Duration;

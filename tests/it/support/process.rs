@@ -24,7 +24,8 @@ async fn start_listening(mut cmd: Command, dir: tempfile::TempDir) -> Listening 
         .expect("process did not announce its URL in time")
         .expect("read stdout")
         .unwrap_or_else(|| panic!("process exited before listening; stderr: {}", read_log(&dir)));
-    let url = line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
+    let url =
+        line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
     // Keep draining stdout so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     Listening { child, url, dir }
@@ -49,12 +50,9 @@ impl Listening {
     }
 }
 
-pub type Gateway = Listening;
-pub type Fixture = Listening;
-
 impl Listening {
     /// `tollgate serve` with `config` (TOML; `listen` is forced to a free loopback port).
-    pub async fn gateway(config: &str) -> Gateway {
+    pub async fn gateway(config: &str) -> Listening {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("tollgate.toml");
         let config = if config.contains("[server]") {
@@ -69,7 +67,7 @@ impl Listening {
     }
 
     /// The fixture MCP server over Streamable HTTP.
-    pub async fn fixture_http() -> Fixture {
+    pub async fn fixture_http() -> Listening {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut cmd = Command::new(fixture_bin());
         cmd.arg("--http").arg("127.0.0.1:0");
