@@ -422,6 +422,7 @@ impl Session {
                 *s.backoff.lock().expect("backoff lock") = Backoff::default();
                 s.lists.lock().expect("lists lock").clear();
                 tokio::spawn(pump(self.me.clone(), slot, events));
+                peer.start_ordered_delivery();
                 *current = Some(peer.clone());
                 Ok(peer)
             }
@@ -600,6 +601,10 @@ impl Session {
         drop(catalog);
         result.0.insert(0, (kind.key().to_string(), raw(&items)));
         if self.client.read().expect("client lock").as_ref().is_some_and(|c| c.stateless) {
+            // 2026-07-28 lists carry cache hints. The merged list is per principal and can change
+            // whenever an upstream's does, so: private, and re-list rather than cache.
+            result.set("ttlMs", raw(&0));
+            result.set("cacheScope", raw(&"private"));
             result.set("resultType", raw(&"complete"));
         }
         Ok(result.to_json())
@@ -689,8 +694,7 @@ impl Session {
 
     // ---------------------------------------------------------------- upstream → client
 
-    async fn on_upstream_event(&self, slot: usize, event: UpstreamEvent) {
-        let UpstreamEvent { frame, related } = event;
+    async fn on_upstream_event(&self, slot: usize, frame: Frame, related: Option<RelatedSink>) {
         match frame.kind() {
             Kind::Request => self.relay_upstream_request(slot, frame, related).await,
             Kind::Notification => self.relay_upstream_notification(slot, frame, related).await,
@@ -767,8 +771,9 @@ impl Session {
 /// Relays one upstream connection's events to its session until either ends.
 async fn pump(session: Weak<Session>, slot: usize, mut events: mpsc::UnboundedReceiver<UpstreamEvent>) {
     while let Some(event) = events.recv().await {
-        let Some(session) = session.upgrade() else { break };
-        session.on_upstream_event(slot, event).await;
+        let Some((frame, related)) = event.settle() else { continue };
+        let Some(session) = session.upgrade() else { continue };
+        session.on_upstream_event(slot, frame, related).await;
     }
 }
 

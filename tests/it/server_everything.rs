@@ -93,9 +93,14 @@ async fn sampling_over_http_goes_on_the_post_stream() {
     let mut stream = client
         .post_streaming(&json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"ev__trigger-sampling-request","arguments":{"prompt":"hi","maxTokens":10}}}))
         .await;
-    let request =
-        tokio::time::timeout(WAIT, stream.recv()).await.expect("sampling request in time").expect("stream open");
-    assert_eq!(request["method"], "sampling/createMessage", "{request}");
+    // Unrelated notifications (the server's early list_changed) may come first on the stream.
+    let request = loop {
+        let msg = tokio::time::timeout(WAIT, stream.recv()).await.expect("sampling request in time").expect("stream open");
+        if msg["method"] == "sampling/createMessage" {
+            break msg;
+        }
+        assert!(msg.get("method").is_some(), "reply before the sampling request: {msg}");
+    };
     let answer = json!({"jsonrpc":"2.0","id":request["id"],"result":{"role":"assistant","content":{"type":"text","text":"http-sampled"},"model":"m"}});
     assert_eq!(client.post(&answer, &[]).await.status, 202);
     let reply = tokio::time::timeout(WAIT, stream.recv()).await.expect("result in time").expect("stream open");

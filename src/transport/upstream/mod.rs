@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::jsonrpc::{self, Frame, Kind};
 use crate::mcp::lifecycle::{self, ClientHello, ServerHello};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -22,12 +22,31 @@ use tokio_util::sync::CancellationToken;
 /// Where messages related to one forwarded request should go (the client's open POST stream).
 pub type RelatedSink = mpsc::Sender<String>;
 
-/// Something the upstream sent that is not a reply to a gateway request.
+/// Something the upstream sent, in the order it sent it.
 #[derive(Debug)]
-pub struct UpstreamEvent {
-    pub frame: Frame,
-    /// Set when the upstream tied the message to one of our requests (its POST's SSE stream).
-    pub related: Option<RelatedSink>,
+pub enum UpstreamEvent {
+    /// A request or notification for the client.
+    Message {
+        frame: Frame,
+        /// Set when the upstream tied the message to one of our requests (its POST's SSE stream).
+        related: Option<RelatedSink>,
+    },
+    /// A reply to a gateway request. It travels the same queue as messages so that a
+    /// notification sent before a reply (the last progress step) reaches the client first.
+    Reply { frame: Frame, to: oneshot::Sender<Result<Frame, Error>> },
+}
+
+impl UpstreamEvent {
+    /// Completes a reply; messages are for the session.
+    pub fn settle(self) -> Option<(Frame, Option<RelatedSink>)> {
+        match self {
+            UpstreamEvent::Reply { frame, to } => {
+                let _ = to.send(Ok(frame));
+                None
+            }
+            UpstreamEvent::Message { frame, related } => Some((frame, related)),
+        }
+    }
 }
 
 struct PendingCall {
@@ -42,6 +61,8 @@ pub struct Dispatcher {
     events: mpsc::UnboundedSender<UpstreamEvent>,
     closed: CancellationToken,
     close_reason: OnceLock<String>,
+    /// Once the session drains `events`, replies go through it too (see [`UpstreamEvent::Reply`]).
+    ordered: AtomicBool,
 }
 
 impl Dispatcher {
@@ -52,6 +73,7 @@ impl Dispatcher {
             events,
             closed: CancellationToken::new(),
             close_reason: OnceLock::new(),
+            ordered: AtomicBool::new(false),
         })
     }
 
@@ -61,6 +83,9 @@ impl Dispatcher {
             let id = frame.id().and_then(|i| i.parse::<u64>().ok());
             let call = id.and_then(|id| self.pending.lock().expect("pending lock").remove(&id));
             match call {
+                Some(call) if self.ordered.load(Ordering::Acquire) => {
+                    let _ = self.events.send(UpstreamEvent::Reply { frame, to: call.reply });
+                }
                 Some(call) => {
                     let _ = call.reply.send(Ok(frame));
                 }
@@ -72,7 +97,7 @@ impl Dispatcher {
         }
         let related =
             via.and_then(|id| self.pending.lock().expect("pending lock").get(&id).and_then(|c| c.related.clone()));
-        let _ = self.events.send(UpstreamEvent { frame, related });
+        let _ = self.events.send(UpstreamEvent::Message { frame, related });
     }
 
     /// The connection is gone: fail every waiting request with a clear error.
@@ -242,6 +267,12 @@ impl Peer {
 
     pub fn is_closed(&self) -> bool {
         self.dispatcher.is_closed()
+    }
+
+    /// Called once the owner drains the event queue: from now on replies are queued in order
+    /// with messages. (Before, during the handshake, nobody drains it yet.)
+    pub fn start_ordered_delivery(&self) {
+        self.dispatcher.ordered.store(true, Ordering::Release);
     }
 
     fn next_id(&self) -> u64 {

@@ -68,6 +68,9 @@ impl StdioClient {
 
     /// Waits for the message `pred` accepts, keeping the others in `seen`.
     pub async fn recv_until(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(pos) = self.seen.iter().position(&pred) {
+            return self.seen.remove(pos);
+        }
         loop {
             let msg = self.recv().await;
             if pred(&msg) {
