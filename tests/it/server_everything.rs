@@ -95,7 +95,8 @@ async fn sampling_over_http_goes_on_the_post_stream() {
         .await;
     // Unrelated notifications (the server's early list_changed) may come first on the stream.
     let request = loop {
-        let msg = tokio::time::timeout(WAIT, stream.recv()).await.expect("sampling request in time").expect("stream open");
+        let msg =
+            tokio::time::timeout(WAIT, stream.recv()).await.expect("sampling request in time").expect("stream open");
         if msg["method"] == "sampling/createMessage" {
             break msg;
         }
