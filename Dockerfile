@@ -43,4 +43,5 @@ WORKDIR /var/lib/tollgate
 USER 10001:10001
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/tollgate"]
-CMD ["serve", "--config", "/etc/tollgate/config.example.toml"]
+# Inside a container the listener must not be loopback-only.
+CMD ["serve", "--config", "/etc/tollgate/config.example.toml", "--listen", "0.0.0.0:8080"]

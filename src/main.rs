@@ -20,6 +20,9 @@ enum Command {
     Serve {
         #[arg(long, short, env = "TOLLGATE_CONFIG")]
         config: PathBuf,
+        /// Listen on this address instead of the config's `server.listen` (e.g. 0.0.0.0:8080 in a container).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
     },
     /// Wrap an MCP server launched over stdio: `tollgate stdio -- npx @modelcontextprotocol/server-filesystem /dir`.
     Stdio {
@@ -63,11 +66,14 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}: ok ({} upstreams)", file.display(), config.upstreams.len());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve { config } => {
-            let config = match load(&config) {
+        Command::Serve { config, listen } => {
+            let mut config = match load(&config) {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
             };
+            if let Some(addr) = listen {
+                config.server.listen = addr;
+            }
             runtime.block_on(tollgate::gateway::serve(config))?;
             Ok(ExitCode::SUCCESS)
         }
