@@ -17,6 +17,36 @@ pub struct Config {
     pub gateway: GatewayConfig,
     #[serde(default, rename = "upstream")]
     pub upstreams: Vec<UpstreamConfig>,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// Directory of the config file; relative paths in it resolve from here.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// Where the per-call policy comes from.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Directory of `*.toml` policy files (relative to the config file). Without one, only tools
+    /// annotated `readOnlyHint: true` are allowed.
+    pub dir: Option<PathBuf>,
+    /// Without a policy directory: allow tools that may write too.
+    #[serde(default)]
+    pub allow_writes: bool,
+    /// Reload the policy when its files change (default on).
+    #[serde(default = "default_true")]
+    pub watch: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl PolicyConfig {
+    pub fn resolved_dir(&self, base: &Path) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| if d.is_absolute() { d.clone() } else { base.join(d) })
+    }
 }
 
 /// The downstream Streamable HTTP listener.
@@ -193,8 +223,9 @@ impl Config {
     }
 
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
-        let config: Config =
+        let mut config: Config =
             toml::from_str(text).map_err(|e| ConfigError { file: file.into(), message: e.to_string() })?;
+        config.base_dir = Path::new(file).parent().map(Path::to_path_buf).unwrap_or_default();
         config.validate().map_err(|message| ConfigError { file: file.into(), message })?;
         Ok(config)
     }

@@ -41,6 +41,12 @@ pub enum Error {
     UpstreamTimeout { upstream: String, after: Duration },
     #[error("upstream {upstream} broke the protocol: {detail}")]
     UpstreamProtocol { upstream: String, detail: String },
+    #[error("{reason} (rule {rule})")]
+    ReadOnly { rule: String, reason: String },
+    #[error("{reason} (rule {rule})")]
+    PolicyDenied { rule: String, reason: String },
+    #[error("tool output withheld: {reason} (rule {rule})")]
+    OutputWithheld { rule: String, reason: String },
     #[error("gateway is shutting down")]
     ShuttingDown,
     #[error("internal error: {0}")]
@@ -57,8 +63,11 @@ pub mod code {
     pub const HEADER_MISMATCH: i64 = -32020;
     /// MCP 2026-07-28: the requested protocol version is not supported.
     pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+    pub const POLICY_DENIED: i64 = -31001;
+    pub const READ_ONLY: i64 = -31002;
     pub const UPSTREAM_TIMEOUT: i64 = -31004;
     pub const UPSTREAM_UNAVAILABLE: i64 = -31005;
+    pub const OUTPUT_WITHHELD: i64 = -31009;
     pub const SHUTTING_DOWN: i64 = -31010;
 }
 
@@ -76,6 +85,7 @@ impl Error {
             Error::UpstreamUnavailable { .. } | Error::UpstreamTimeout { .. } | Error::UpstreamProtocol { .. } => {
                 Source::Upstream
             }
+            Error::ReadOnly { .. } | Error::PolicyDenied { .. } | Error::OutputWithheld { .. } => Source::Policy,
             Error::ShuttingDown | Error::Internal(_) => Source::Internal,
         }
     }
@@ -90,8 +100,22 @@ impl Error {
             Error::UnsupportedProtocolVersion { .. } => code::UNSUPPORTED_PROTOCOL_VERSION,
             Error::UpstreamTimeout { .. } => code::UPSTREAM_TIMEOUT,
             Error::UpstreamUnavailable { .. } | Error::UpstreamProtocol { .. } => code::UPSTREAM_UNAVAILABLE,
+            Error::ReadOnly { .. } => code::READ_ONLY,
+            Error::PolicyDenied { .. } => code::POLICY_DENIED,
+            Error::OutputWithheld { .. } => code::OUTPUT_WITHHELD,
             Error::ShuttingDown => code::SHUTTING_DOWN,
             Error::Internal(_) => code::INTERNAL_ERROR,
+        }
+    }
+
+    /// Short name of the outcome for audit records.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Error::UpstreamTimeout { .. } => "timeout",
+            Error::UpstreamUnavailable { .. } | Error::UpstreamProtocol { .. } => "upstream_unavailable",
+            Error::ReadOnly { .. } | Error::PolicyDenied { .. } | Error::UnknownTool(_) => "denied",
+            Error::OutputWithheld { .. } => "withheld",
+            _ => "error",
         }
     }
 
@@ -119,6 +143,9 @@ impl Error {
             Error::UpstreamUnavailable { upstream, .. }
             | Error::UpstreamTimeout { upstream, .. }
             | Error::UpstreamProtocol { upstream, .. } => Some(json!({ "upstream": upstream })),
+            Error::ReadOnly { rule, .. } | Error::PolicyDenied { rule, .. } | Error::OutputWithheld { rule, .. } => {
+                Some(json!({ "rule": rule }))
+            }
             _ => None,
         }
     }

@@ -3,6 +3,8 @@
 //! every upstream child) → exit.
 
 use crate::config::{Config, UpstreamConfig};
+use crate::policy::Policy;
+use crate::policy::handle::{PolicyHandle, Watch};
 use crate::policy::stack;
 use crate::session::registry::Registry;
 use crate::session::{self, Session, Shared};
@@ -14,7 +16,20 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-fn shared(config: &Config, upstreams: Vec<UpstreamConfig>) -> anyhow::Result<Arc<Shared>> {
+/// The live policy: the configured directory (validated now, watched for changes) or the
+/// annotation-only default.
+pub fn policy_handle(config: &Config) -> anyhow::Result<(Arc<PolicyHandle>, Option<Watch>)> {
+    match config.policy.resolved_dir(&config.base_dir) {
+        Some(dir) => {
+            let handle = PolicyHandle::from_dir(&dir).map_err(|e| anyhow::anyhow!("invalid policy: {e}"))?;
+            let watch = if config.policy.watch { handle.watch().map_err(|e| anyhow::anyhow!(e))? } else { None };
+            Ok((handle, watch))
+        }
+        None => Ok((PolicyHandle::fixed(Policy::annotations_only(config.policy.allow_writes)), None)),
+    }
+}
+
+fn shared(config: &Config, upstreams: Vec<UpstreamConfig>, policy: Arc<PolicyHandle>) -> anyhow::Result<Arc<Shared>> {
     let http = reqwest::Client::builder()
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(90))
@@ -25,7 +40,8 @@ fn shared(config: &Config, upstreams: Vec<UpstreamConfig>) -> anyhow::Result<Arc
         separator: config.gateway.separator.clone(),
         request_timeout: config.gateway.request_timeout(),
         http,
-        tool_stack: stack::build(),
+        tool_stack: stack::build(config.gateway.request_timeout()),
+        policy,
     }))
 }
 
@@ -48,7 +64,8 @@ async fn shutdown_signal() {
 
 /// `tollgate serve`: the Streamable HTTP endpoint until a signal arrives.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let shared = shared(&config, config.upstreams.clone())?;
+    let (policy, _watch) = policy_handle(&config)?;
+    let shared = shared(&config, config.upstreams.clone(), policy)?;
     let registry = Arc::new(Registry::new(shared));
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -117,7 +134,8 @@ pub async fn stdio(config: Config, command: Vec<String>) -> anyhow::Result<()> {
     if upstreams.is_empty() {
         anyhow::bail!("nothing to front: give a command after `--` or upstreams in --config");
     }
-    let shared = shared(&config, upstreams)?;
+    let (policy, _watch) = policy_handle(&config)?;
+    let shared = shared(&config, upstreams, policy)?;
     let session = Session::new(shared, session::new_session_id());
     let stop = CancellationToken::new();
     tokio::spawn({

@@ -28,6 +28,12 @@ enum Command {
     Stdio {
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// A directory of policy files (overrides the config's `policy.dir`).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Without a policy: also allow tools that are not annotated read-only.
+        #[arg(long)]
+        allow_writes: bool,
         /// The upstream server's command and arguments.
         #[arg(last = true)]
         command: Vec<String>,
@@ -77,14 +83,18 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime.block_on(tollgate::gateway::serve(config))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Stdio { config, command } => {
-            let config = match config {
+        Command::Stdio { config, policy, allow_writes, command } => {
+            let mut config = match config {
                 Some(path) => match load(&path) {
                     Ok(c) => c,
                     Err(code) => return Ok(code),
                 },
                 None => Config::default(),
             };
+            if let Some(dir) = policy {
+                config.policy.dir = Some(std::env::current_dir()?.join(dir));
+            }
+            config.policy.allow_writes |= allow_writes;
             if command.is_empty() && config.upstreams.is_empty() {
                 eprintln!("tollgate: usage: tollgate stdio [--config FILE] -- COMMAND [ARGS...]");
                 return Ok(ExitCode::from(2));

@@ -1,3 +1,11 @@
-//! Tower middleware for the per-call policy stack, one layer per file.
-//!
-//! Empty until the policy-stack issue: `policy::stack` is where layers are put in order.
+//! Tower middleware for the per-call policy stack, one layer per file. Decisions come from
+//! `crate::policy` (pure); these files only plumb them into `tools/call`.
+
+pub mod check;
+pub mod enforce_read_only;
+pub mod require_allowlisted;
+pub mod timeout;
+pub mod validate_arguments;
+
+#[cfg(test)]
+pub(crate) mod testing;

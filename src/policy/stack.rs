@@ -1,39 +1,86 @@
 //! The ONLY place the order of the per-call policy layers is set.
 //!
 //! Every `tools/call` is a [`ToolCall`] passed through this stack, outermost first, down to
-//! [`ForwardToUpstream`]. The policy layers (audit, rate limit, allowlist, read-only, approval,
-//! argument validation, redaction, timeout) plug in here, one line each with the reason for
-//! its place.
+//! [`ForwardToUpstream`]. Each line says why the layer sits where it does.
 
+use super::trail::Trail;
+use super::{Decision, Policy, ToolDefinition};
 use crate::error::Error;
-use crate::jsonrpc::Frame;
+use crate::jsonrpc::{self, Frame};
+use crate::layers::{
+    enforce_read_only::EnforceReadOnlyLayer, require_allowlisted::RequireAllowlistedLayer, timeout::TimeoutLayer,
+    validate_arguments::ValidateArgumentsLayer,
+};
 use crate::session::Session;
 use crate::transport::upstream::RelatedSink;
 use futures::future::BoxFuture;
+use serde_json::Value;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder};
 
-/// One tool call on its way upstream.
+/// One tool call on its way upstream, with everything the policy layers decide on.
 pub struct ToolCall {
     pub session: Arc<Session>,
     /// Index of the upstream that serves the tool.
     pub slot: usize,
+    /// The upstream's configured name.
+    pub upstream: String,
     /// The name the client used (namespaced).
     pub public_name: String,
+    /// What the upstream listed for this tool (annotations, schema, digest).
+    pub tool: Arc<ToolDefinition>,
+    /// `params.arguments` as sent (`{}` when absent).
+    pub arguments: Value,
+    /// The policy this call is decided by, fixed when the call starts.
+    pub policy: Arc<Policy>,
+    /// Decisions taken so far, for the audit record.
+    pub trail: Arc<Trail>,
     /// The request as the upstream will see it: the upstream's own tool name, the client's id.
     pub frame: Frame,
     pub related: Option<RelatedSink>,
 }
 
-/// The reply is the upstream's response frame (gateway id; the session restores the client's).
+impl ToolCall {
+    /// Applies one decision: allowed passes; denied passes only in dry run (recorded as
+    /// "would_deny"); the trail records it either way.
+    pub fn enforce(&self, layer: &'static str, decision: Decision) -> Result<(), Decision> {
+        if decision.allowed {
+            self.trail.record(layer, "allow", &decision);
+            Ok(())
+        } else if self.policy.dry_run(&self.upstream) {
+            tracing::info!(upstream = %self.upstream, tool = %self.public_name, rule = %decision.rule, "dry run: would deny");
+            self.trail.record(layer, "would_deny", &decision);
+            Ok(())
+        } else {
+            self.trail.record(layer, "deny", &decision);
+            Err(decision)
+        }
+    }
+}
+
+/// A tool-execution error the model can act on (MCP: `isError: true` in a result).
+pub fn tool_error(text: &str) -> Frame {
+    let result = serde_json::json!({ "content": [{ "type": "text", "text": text }], "isError": true });
+    Frame::parse(jsonrpc::result("0", &result.to_string())).expect("a built result is a valid frame")
+}
+
+/// The reply is the upstream's response frame (any id; the session restores the client's).
 pub type ToolCallService = BoxCloneSyncService<ToolCall, Frame, Error>;
 
-/// Builds the stack. Order matters; see ARCHITECTURE.md "Why the stack order".
-pub fn build() -> ToolCallService {
+/// Builds the stack; see ARCHITECTURE.md "Policy stack" for the whole order.
+pub fn build(default_timeout: Duration) -> ToolCallService {
     let stack = ServiceBuilder::new()
-        // (policy layers arrive here in the policy-stack issue, outermost first)
+        // Cheap set membership first: a hidden tool costs nothing more and answers like an unknown one.
+        .layer(RequireAllowlistedLayer)
+        // Still a lookup, no parsing: writes on a read-only upstream stop before any argument work.
+        .layer(EnforceReadOnlyLayer)
+        // Schema and path/URL guards: the costliest check, only for calls that may run at all.
+        .layer(ValidateArgumentsLayer::default())
+        // Right around the upstream hop, so policy work does not eat the tool's deadline.
+        .layer(TimeoutLayer::new(default_timeout))
         .service(ForwardToUpstream);
     BoxCloneSyncService::new(stack)
 }

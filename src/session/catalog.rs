@@ -1,7 +1,9 @@
 //! The merged view of what several upstreams offer: which public name or uri belongs to which
 //! upstream, and under which original name.
 
+use crate::policy::ToolDefinition;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// The list methods the gateway merges across upstreams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -61,10 +63,12 @@ impl ListKind {
 }
 
 /// Where a public name leads.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Route {
     pub slot: usize,
     pub original: String,
+    /// For tools: the definition the upstream listed.
+    pub tool: Option<Arc<ToolDefinition>>,
 }
 
 #[derive(Debug, Default)]

@@ -18,7 +18,9 @@ use crate::jsonrpc::raw_object::raw;
 use crate::jsonrpc::{self, Frame, Kind, RawObject};
 use crate::mcp::lifecycle::{self, ClientHello, ServerHello};
 use crate::mcp::{self, names};
+use crate::policy::handle::PolicyHandle;
 use crate::policy::stack::{ToolCall, ToolCallService};
+use crate::policy::{Policy, ToolDefinition};
 use crate::transport::upstream::{Peer, RelatedSink, UpstreamEvent};
 use catalog::{Catalog, ListKind, Route};
 use outbound::Outbound;
@@ -38,6 +40,21 @@ pub struct Shared {
     pub request_timeout: Duration,
     pub http: reqwest::Client,
     pub tool_stack: ToolCallService,
+    pub policy: Arc<PolicyHandle>,
+}
+
+impl Shared {
+    #[cfg(test)]
+    pub fn for_tests() -> Shared {
+        Shared {
+            upstreams: Vec::new(),
+            separator: "__".into(),
+            request_timeout: Duration::from_secs(5),
+            http: reqwest::Client::new(),
+            tool_stack: crate::policy::stack::build(Duration::from_secs(5)),
+            policy: PolicyHandle::fixed(crate::policy::Policy::annotations_only(false)),
+        }
+    }
 }
 
 /// How a transport hands one client request to the session.
@@ -265,10 +282,24 @@ impl Session {
         match method {
             "tools/call" => {
                 let (route, upstream_frame, public) = self.resolve_named(frame, ListKind::Tools).await?;
+                let arguments = frame
+                    .params_as::<serde_json::Value>()
+                    .ok()
+                    .and_then(|p| p.get("arguments").cloned())
+                    .unwrap_or_else(|| serde_json::json!({}));
+                let tool = route
+                    .tool
+                    .clone()
+                    .unwrap_or_else(|| Arc::new(ToolDefinition::new(&route.original, None, None, "")));
                 let call = ToolCall {
                     session: self.me.upgrade().ok_or(Error::ShuttingDown)?,
                     slot: route.slot,
+                    upstream: self.slots[route.slot].config.name.clone(),
                     public_name: public,
+                    tool,
+                    arguments,
+                    policy: self.shared.policy.load(),
+                    trail: Default::default(),
                     frame: upstream_frame,
                     related,
                 };
@@ -575,6 +606,7 @@ impl Session {
         let lists = futures::future::join_all(fetches).await;
         let mut items: Vec<Box<RawValue>> = Vec::new();
         let mut result = RawObject::default();
+        let policy = self.shared.policy.load();
         let mut catalog = self.catalog.lock().expect("catalog lock");
         for (slot, list) in lists.into_iter().enumerate() {
             let list = match list {
@@ -593,7 +625,7 @@ impl Session {
                 }
             }
             for item in list.items.iter() {
-                if let Some(item) = self.publish_item(&mut catalog, kind, slot, item) {
+                if let Some(item) = self.publish_item(&mut catalog, &policy, kind, slot, item) {
                     items.push(item);
                 }
             }
@@ -614,6 +646,7 @@ impl Session {
     fn publish_item(
         &self,
         catalog: &mut Catalog,
+        policy: &Policy,
         kind: ListKind,
         slot: usize,
         item: &RawValue,
@@ -628,8 +661,16 @@ impl Session {
         }
         let original: String = serde_json::from_str(obj.get("name")?.get()).ok()?;
         let config = &self.slots[slot].config;
+        let mut tool = None;
+        if kind == ListKind::Tools {
+            // The same predicate as RequireAllowlisted: hidden here, refused there.
+            if !policy.allowlist(&config.name, &original).allowed && !policy.dry_run(&config.name) {
+                return None;
+            }
+            tool = ToolDefinition::from_listing(item.get()).map(Arc::new);
+        }
         let public = names::public_name(config.prefix(), &self.shared.separator, &original);
-        if !catalog.add_name(kind, public.clone(), Route { slot, original: original.clone() }) {
+        if !catalog.add_name(kind, public.clone(), Route { slot, original: original.clone(), tool }) {
             tracing::warn!(upstream = %config.name, name = %public, "name already taken by another upstream; hidden");
             return None;
         }

@@ -1,0 +1,125 @@
+//! The policy files as written (`policies/*.toml`): serde types and validation with errors that
+//! name the file, the key and the fix. `compile` turns them into a [`super::Policy`].
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    /// Decisions are computed and audited ("would deny") but calls go through.
+    #[serde(default)]
+    pub dry_run: bool,
+    #[serde(default)]
+    pub defaults: Defaults,
+    #[serde(default, rename = "upstream")]
+    pub upstreams: Vec<UpstreamRules>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// Per-call deadline for tools with no `timeout_ms` of their own.
+    pub timeout_ms: Option<u64>,
+    /// Largest tool output passed to the client; larger output is withheld with a clear error.
+    pub max_output_bytes: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamRules {
+    /// Upstream name (from the config) or a glob over names.
+    pub name: String,
+    /// Safe default: an upstream is read-only unless its policy grants writes.
+    #[serde(default = "yes")]
+    pub read_only: bool,
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Tool-name globs that are allowed; a tool not matched here (or by a `[[upstream.tool]]`) is hidden.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Tool-name globs that are always hidden and refused, even if allowed above.
+    #[serde(default)]
+    pub deny: Vec<String>,
+    #[serde(default, rename = "tool")]
+    pub tools: Vec<ToolRules>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolRules {
+    /// Tool name (the upstream's own, not the namespaced one) or a glob. Listing a tool allows it.
+    pub name: String,
+    /// Pins the classification: upstream annotations are hints, this is the operator's word.
+    pub writes: Option<bool>,
+    pub timeout_ms: Option<u64>,
+    pub max_output_bytes: Option<usize>,
+    /// A JSON Schema file (relative to the policy directory) that replaces the tool's inputSchema.
+    pub schema: Option<PathBuf>,
+    pub paths: Option<PathGuard>,
+    pub urls: Option<UrlGuard>,
+}
+
+/// Path arguments must stay under one of `roots` after normalisation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathGuard {
+    /// Top-level argument names holding a path (or an array of paths).
+    pub args: Vec<String>,
+    pub roots: Vec<PathBuf>,
+}
+
+/// URL arguments must point at one of `hosts` (exact, or `*.example.com`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UrlGuard {
+    pub args: Vec<String>,
+    pub hosts: Vec<String>,
+}
+
+impl PolicyFile {
+    /// Checks what serde cannot; `Err` names the key and the fix.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.defaults.timeout_ms == Some(0) {
+            return Err("defaults.timeout_ms: must be at least 1".into());
+        }
+        for (i, u) in self.upstreams.iter().enumerate() {
+            let key = format!("upstream[{i}] (name = {:?})", u.name);
+            if u.name.is_empty() {
+                return Err(format!("{key}: name must not be empty (use \"*\" for every upstream)"));
+            }
+            for pattern in u.allow.iter().chain(&u.deny) {
+                if pattern.is_empty() {
+                    return Err(format!("{key}: empty tool pattern in allow/deny"));
+                }
+            }
+            for (j, t) in u.tools.iter().enumerate() {
+                let tkey = format!("{key}.tool[{j}] (name = {:?})", t.name);
+                if t.name.is_empty() {
+                    return Err(format!("{tkey}: name must not be empty"));
+                }
+                if t.timeout_ms == Some(0) {
+                    return Err(format!("{tkey}: timeout_ms must be at least 1"));
+                }
+                if let Some(p) = &t.paths {
+                    if p.args.is_empty() || p.roots.is_empty() {
+                        return Err(format!("{tkey}.paths: needs at least one arg name and one root"));
+                    }
+                    if let Some(r) = p.roots.iter().find(|r| !r.is_absolute()) {
+                        return Err(format!("{tkey}.paths: root {} must be an absolute path", r.display()));
+                    }
+                }
+                if let Some(u) = &t.urls {
+                    if u.args.is_empty() || u.hosts.is_empty() {
+                        return Err(format!("{tkey}.urls: needs at least one arg name and one host"));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

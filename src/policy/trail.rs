@@ -1,0 +1,35 @@
+//! The decisions taken on one call, in layer order, for the audit record.
+
+use super::Decision;
+use std::sync::Mutex;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrailEntry {
+    pub layer: &'static str,
+    /// "allow", "deny" or "would_deny" (dry run).
+    pub decision: &'static str,
+    pub rule: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Trail(Mutex<Vec<TrailEntry>>);
+
+impl Trail {
+    pub fn record(&self, layer: &'static str, decision: &'static str, d: &Decision) {
+        self.0.lock().expect("trail lock").push(TrailEntry {
+            layer,
+            decision,
+            rule: d.rule.clone(),
+            reason: d.reason.clone(),
+        });
+    }
+    pub fn entries(&self) -> Vec<TrailEntry> {
+        self.0.lock().expect("trail lock").clone()
+    }
+    /// The entry that decided the call: the first denial (real or dry-run), else the last allow.
+    pub fn deciding(&self) -> Option<TrailEntry> {
+        let entries = self.entries();
+        entries.iter().find(|e| e.decision != "allow").cloned().or_else(|| entries.last().cloned())
+    }
+}
