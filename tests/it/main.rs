@@ -9,6 +9,7 @@ mod errors;
 mod fidelity;
 mod generations;
 mod multi_upstream;
+mod policy;
 mod process_leak;
 mod server_everything;
 mod transport_matrix;

@@ -4,8 +4,14 @@
 use crate::support::*;
 use serde_json::{Value, json};
 
+/// server-everything's sampling/elicitation/roots tools are not annotated read-only, so the
+/// zero-config default would refuse them: these tests opt in to writes.
 fn everything_stdio() -> Vec<String> {
-    vec!["--".into(), "node".into(), server_everything(), "stdio".into()]
+    vec!["--allow-writes".into(), "--".into(), "node".into(), server_everything(), "stdio".into()]
+}
+
+fn everything_http_config() -> String {
+    format!("{}[policy]\nallow_writes = true\n", stdio_upstream("ev", "node", &[&server_everything(), "stdio"], ""))
 }
 
 fn args(v: &[String]) -> Vec<&str> {
@@ -86,7 +92,7 @@ async fn progress_streams_on_the_post_before_the_result() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sampling_over_http_goes_on_the_post_stream() {
-    let gw = Listening::gateway(&stdio_upstream("ev", "node", &[&server_everything(), "stdio"], "")).await;
+    let gw = Listening::gateway(&everything_http_config()).await;
     let mut client = HttpClient::new(&gw.url);
     client.initialize(json!({"sampling": {}})).await;
     let id = client.next_id();

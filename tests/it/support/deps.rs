@@ -29,7 +29,6 @@ pub fn server_everything() -> String {
 }
 
 /// `@modelcontextprotocol/server-filesystem`'s entry point (read-only policy tests).
-#[allow(dead_code)]
 pub fn server_filesystem() -> String {
     dep(
         "TOLLGATE_SERVER_FILESYSTEM",

@@ -1,0 +1,187 @@
+//! The per-call policy stack through the real binary: zero-config read-only default, allowlist
+//! hiding, read-only enforcement with server-filesystem (nothing changes on disk), argument
+//! validation, per-tool timeouts, dry run and hot reload.
+
+use crate::support::*;
+use serde_json::{Value, json};
+use std::path::Path;
+
+fn tool_names(list: &Value) -> Vec<String> {
+    list["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_string()).collect()
+}
+
+fn write_policy(dir: &Path, text: &str) {
+    let tmp = dir.join(".p.tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, dir.join("policy.toml")).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_config_wrapper_allows_only_read_only_tools() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("note.txt");
+    let mut client = StdioClient::spawn(&["--", fixture_bin()]);
+    client.initialize(json!({})).await;
+    let reply = client.call_tool("write_note", json!({"path": target, "content": "x"})).await;
+    assert_eq!(reply["error"]["code"], -31002, "{reply}");
+    assert!(reply["error"]["message"].as_str().unwrap().contains("--allow-writes"), "{reply}");
+    assert_eq!(reply["error"]["data"]["rule"], "default:read-only");
+    assert!(!target.exists(), "a refused write must not reach the upstream");
+    assert_eq!(first_text(&client.call_tool("echo", json!({"message": "r"})).await["result"]), "Echo: r");
+
+    let mut client = StdioClient::spawn(&["--allow-writes", "--", fixture_bin()]);
+    client.initialize(json!({})).await;
+    let reply = client.call_tool("write_note", json!({"path": target, "content": "x"})).await;
+    assert!(first_text(&reply["result"]).starts_with("wrote"), "{reply}");
+    assert!(target.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filesystem_server_behind_a_read_only_policy_changes_nothing_on_disk() {
+    let root = tempfile::tempdir().unwrap();
+    let root_path = std::fs::canonicalize(root.path()).unwrap();
+    std::fs::write(root_path.join("keep.txt"), "original").unwrap();
+    let policies = tempfile::tempdir().unwrap();
+    write_policy(
+        policies.path(),
+        &format!(
+            "[[upstream]]\nname = \"fs\"\nallow = [\"*\"]\n\
+             [[upstream.tool]]\nname = \"read_*\"\npaths = {{ args = [\"path\", \"paths\"], roots = [{:?}] }}\n\
+             [[upstream.tool]]\nname = \"list_directory\"\npaths = {{ args = [\"path\"], roots = [{:?}] }}\n",
+            root_path, root_path
+        ),
+    );
+    let config = format!(
+        "{}[policy]\ndir = {:?}\n",
+        stdio_upstream("fs", "node", &[&server_filesystem(), root_path.to_str().unwrap()], ""),
+        policies.path()
+    );
+    let gw = Listening::gateway(&config).await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+    let snapshot = || {
+        let mut entries: Vec<(String, String)> = std::fs::read_dir(&root_path)
+            .unwrap()
+            .flatten()
+            .map(|e| {
+                (e.file_name().to_string_lossy().into_owned(), std::fs::read_to_string(e.path()).unwrap_or_default())
+            })
+            .collect();
+        entries.sort();
+        entries
+    };
+    let before = snapshot();
+    let keep = root_path.join("keep.txt").display().to_string();
+    let writes = [
+        ("fs__write_file", json!({"path": root_path.join("new.txt"), "content": "pwned"})),
+        ("fs__edit_file", json!({"path": keep, "edits": [{"oldText": "original", "newText": "changed"}]})),
+        ("fs__move_file", json!({"source": keep, "destination": root_path.join("moved.txt")})),
+        ("fs__create_directory", json!({"path": root_path.join("dir")})),
+    ];
+    for (tool, args) in writes {
+        let reply = client.call_tool(tool, args).await;
+        assert_eq!(reply["error"]["code"], -31002, "{tool}: {reply}");
+        assert_eq!(reply["error"]["data"]["rule"], "policy.toml:fs:read_only", "{reply}");
+    }
+    assert_eq!(snapshot(), before, "a refused write changed the disk");
+
+    let read = client.call_tool("fs__read_text_file", json!({"path": keep})).await;
+    assert!(read.to_string().contains("original"), "{read}");
+    let escape = client
+        .call_tool("fs__read_text_file", json!({"path": format!("{}/../../etc/passwd", root_path.display())}))
+        .await;
+    assert_eq!(escape["result"]["isError"], true, "{escape}");
+    assert!(
+        first_text(&escape["result"]).contains("Invalid arguments for tool fs__read_text_file"),
+        "refused by the gateway: {escape}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hidden_tools_are_not_listed_and_answer_like_unknown_tools() {
+    let policies = tempfile::tempdir().unwrap();
+    write_policy(policies.path(), "[[upstream]]\nname = \"fx\"\nallow = [\"echo\", \"add\"]\n");
+    let config = format!("{}[policy]\ndir = {:?}\n", stdio_upstream("fx", fixture_bin(), &[], ""), policies.path());
+    let gw = Listening::gateway(&config).await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+    let mut names = tool_names(client.request("tools/list", json!({})).await.response());
+    names.sort();
+    assert_eq!(names, vec!["fx__add", "fx__echo"]);
+    let hidden = client.call_tool("fx__write_note", json!({"path": "/tmp/x", "content": "x"})).await;
+    let unknown = client.call_tool("fx__does_not_exist", json!({})).await;
+    assert_eq!(hidden["error"]["code"], unknown["error"]["code"]);
+    assert_eq!(
+        hidden["error"]["message"].as_str().unwrap().replace("write_note", "X"),
+        unknown["error"]["message"].as_str().unwrap().replace("does_not_exist", "X")
+    );
+
+    // Argument validation against the upstream's inputSchema: never forwarded, listed by pointer.
+    let bad = client.call_tool("fx__add", json!({"a": "two", "b": 2})).await;
+    assert_eq!(bad["result"]["isError"], true, "{bad}");
+    assert!(first_text(&bad["result"]).contains("/a"), "{bad}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_tool_timeout_from_policy_leaves_the_session_usable() {
+    let policies = tempfile::tempdir().unwrap();
+    write_policy(
+        policies.path(),
+        "[[upstream]]\nname = \"fx\"\nallow = [\"*\"]\n[[upstream.tool]]\nname = \"slow\"\ntimeout_ms = 300\n",
+    );
+    let config = format!("{}[policy]\ndir = {:?}\n", stdio_upstream("fx", fixture_bin(), &[], ""), policies.path());
+    let gw = Listening::gateway(&config).await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+    let reply = client.call_tool("fx__slow", json!({"ms": 20000})).await;
+    assert_eq!(reply["error"]["code"], -31004, "{reply}");
+    assert_eq!(first_text(&client.call_tool("fx__echo", json!({"message": "ok"})).await["result"]), "Echo: ok");
+    assert!(gw.stderr().contains("cancelled upstream request"), "the upstream must be told to stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_lets_denied_calls_through_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("dry.txt");
+    let policies = tempfile::tempdir().unwrap();
+    write_policy(policies.path(), "dry_run = true\n[[upstream]]\nname = \"fx\"\nallow = [\"echo\"]\n");
+    let config = format!("{}[policy]\ndir = {:?}\n", stdio_upstream("fx", fixture_bin(), &[], ""), policies.path());
+    let gw = Listening::gateway(&config).await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+    let reply = client.call_tool("fx__write_note", json!({"path": target, "content": "x"})).await;
+    assert!(first_text(&reply["result"]).starts_with("wrote"), "{reply}");
+    assert!(target.exists());
+    assert!(gw.stderr().contains("would deny"), "{}", gw.stderr());
+}
+
+/// Polls `f` until it holds, within the test bound (a condition wait, not a sleep).
+async fn eventually(mut f: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while !f().await {
+        assert!(std::time::Instant::now() < deadline, "condition not reached within {WAIT:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_reload_applies_valid_policies_and_keeps_the_old_one_on_errors() {
+    let policies = tempfile::tempdir().unwrap();
+    write_policy(policies.path(), "[[upstream]]\nname = \"fx\"\nallow = [\"echo\"]\n");
+    let config = format!("{}[policy]\ndir = {:?}\n", stdio_upstream("fx", fixture_bin(), &[], ""), policies.path());
+    let gw = Listening::gateway(&config).await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+    assert_eq!(client.call_tool("fx__add", json!({"a": 1, "b": 1})).await["error"]["code"], -32602);
+
+    write_policy(policies.path(), "[[upstream]]\nname = \"fx\"\nallow = [\"echo\", \"add\"]\n");
+    eventually(async || first_text(&client.call_tool("fx__add", json!({"a": 1, "b": 1})).await["result"]) == "2").await;
+
+    write_policy(policies.path(), "[[upstream]]\nname = \"fx\"\nallow = \"not a list\"\n");
+    eventually(async || gw.stderr().contains("policy reload rejected")).await;
+    assert_eq!(
+        first_text(&client.call_tool("fx__add", json!({"a": 2, "b": 2})).await["result"]),
+        "4",
+        "old policy must stay"
+    );
+}
