@@ -12,7 +12,8 @@ use tower::Service;
 /// can correct) or an error.
 pub type ShortCircuit = Result<Frame, Error>;
 
-pub type CheckFn = fn(&ToolCall) -> Result<(), ShortCircuit>;
+/// `None`: the call goes on; `Some(reply)`: answer with it now.
+pub type CheckFn = fn(&ToolCall) -> Option<ShortCircuit>;
 
 #[derive(Clone)]
 pub struct Check<S> {
@@ -41,8 +42,8 @@ where
 
     fn call(&mut self, call: ToolCall) -> Self::Future {
         match (self.check)(&call) {
-            Ok(()) => self.inner.call(call).boxed(),
-            Err(reply) => futures::future::ready(reply).boxed(),
+            None => self.inner.call(call).boxed(),
+            Some(reply) => futures::future::ready(reply).boxed(),
         }
     }
 }

@@ -16,9 +16,9 @@ impl<S> Layer<S> for EnforceReadOnlyLayer {
     }
 }
 
-fn enforce_read_only(call: &ToolCall) -> Result<(), ShortCircuit> {
+fn enforce_read_only(call: &ToolCall) -> Option<ShortCircuit> {
     let decision = call.policy.read_only(&call.upstream, &call.tool);
-    call.enforce("read_only", decision).map_err(|d| Err(Error::ReadOnly { rule: d.rule, reason: d.reason }))
+    call.enforce("read_only", decision).err().map(|d| Err(Error::ReadOnly { rule: d.rule, reason: d.reason }))
 }
 
 #[cfg(test)]

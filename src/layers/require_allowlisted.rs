@@ -16,9 +16,9 @@ impl<S> Layer<S> for RequireAllowlistedLayer {
     }
 }
 
-fn require_allowlisted(call: &ToolCall) -> Result<(), ShortCircuit> {
+fn require_allowlisted(call: &ToolCall) -> Option<ShortCircuit> {
     let decision = call.policy.allowlist(&call.upstream, &call.tool.name);
-    call.enforce("allowlist", decision).map_err(|_| Err(Error::UnknownTool(call.public_name.clone())))
+    call.enforce("allowlist", decision).err().map(|_| Err(Error::UnknownTool(call.public_name.clone())))
 }
 
 #[cfg(test)]

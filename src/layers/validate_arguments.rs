@@ -3,6 +3,7 @@
 //! tool error listing each one with its JSON pointer, so the model can correct the call (the
 //! MCP spec's guidance for argument errors). An unusable schema fails the call closed.
 
+use super::check::ShortCircuit;
 use crate::error::Error;
 use crate::jsonrpc::Frame;
 use crate::policy::args;
@@ -49,14 +50,14 @@ where
 
     fn call(&mut self, call: ToolCall) -> Self::Future {
         match self.check(&call) {
-            Ok(()) => self.inner.call(call).boxed(),
-            Err(reply) => futures::future::ready(reply).boxed(),
+            None => self.inner.call(call).boxed(),
+            Some(reply) => futures::future::ready(reply).boxed(),
         }
     }
 }
 
 impl<S> ValidateArguments<S> {
-    fn check(&self, call: &ToolCall) -> Result<(), Result<Frame, Error>> {
+    fn check(&self, call: &ToolCall) -> Option<ShortCircuit> {
         let pinned = call.policy.pinned_schema(&call.upstream, &call.tool.name);
         let (schema, source) = match (&pinned, &call.tool.input_schema) {
             (Some(s), _) => (Some(s.as_ref()), "schema:pinned"),
@@ -75,7 +76,8 @@ impl<S> ValidateArguments<S> {
                     let d = Decision { allowed: false, rule: source.into(), reason: format!("the tool's {e}") };
                     return call
                         .enforce("arguments", d)
-                        .map_err(|d| Err(Error::PolicyDenied { rule: d.rule, reason: d.reason }));
+                        .err()
+                        .map(|d| Err(Error::PolicyDenied { rule: d.rule, reason: d.reason }));
                 }
             }
         }
@@ -89,11 +91,11 @@ impl<S> ValidateArguments<S> {
         }
         if problems.is_empty() {
             let _ = call.enforce("arguments", Decision { allowed: true, rule, reason: "arguments valid".into() });
-            return Ok(());
+            return None;
         }
         let text = format!("Invalid arguments for tool {}:\n- {}", call.public_name, problems.join("\n- "));
         let d = Decision { allowed: false, rule, reason: text.clone() };
-        call.enforce("arguments", d).map_err(|_| Ok(tool_error(&text)))
+        call.enforce("arguments", d).err().map(|_| Ok(tool_error(&text)))
     }
 }
 

@@ -113,10 +113,10 @@ impl PolicyFile {
                         return Err(format!("{tkey}.paths: root {} must be an absolute path", r.display()));
                     }
                 }
-                if let Some(u) = &t.urls {
-                    if u.args.is_empty() || u.hosts.is_empty() {
-                        return Err(format!("{tkey}.urls: needs at least one arg name and one host"));
-                    }
+                if let Some(u) = &t.urls
+                    && (u.args.is_empty() || u.hosts.is_empty())
+                {
+                    return Err(format!("{tkey}.urls: needs at least one arg name and one host"));
                 }
             }
         }

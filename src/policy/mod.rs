@@ -195,10 +195,10 @@ impl Policy {
     /// Does `tool` write? The policy's pin wins; otherwise only a `readOnlyHint: true`
     /// annotation makes a tool count as read-only.
     pub fn writes(&self, upstream: &str, tool: &ToolDefinition) -> (bool, String) {
-        if let Some((r, t)) = self.tool_rules(upstream, &tool.name) {
-            if let Some(w) = t.writes {
-                return (w, format!("{}:{}:tool:{}:writes", r.file, r.rules.name, t.name));
-            }
+        if let Some((r, t)) = self.tool_rules(upstream, &tool.name)
+            && let Some(w) = t.writes
+        {
+            return (w, format!("{}:{}:tool:{}:writes", r.file, r.rules.name, t.name));
         }
         (tool.read_only_hint != Some(true), "annotation:readOnlyHint".into())
     }
