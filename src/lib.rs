@@ -1,6 +1,7 @@
 //! Tollgate: a security-first MCP gateway. See ARCHITECTURE.md for the map.
 #![forbid(unsafe_code)]
 
+pub mod commands;
 pub mod config;
 pub mod error;
 pub mod gateway;

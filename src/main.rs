@@ -40,6 +40,34 @@ enum Command {
     },
     /// Validate a config file and exit.
     CheckConfig { file: PathBuf },
+    /// Policy files: validate them, or explain which rule decides a call.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate policy files or a policy directory (default: ./policies).
+    Check { paths: Vec<PathBuf> },
+    /// Show which rule decides a call to TOOL and why.
+    Explain {
+        #[arg(long)]
+        tool: String,
+        /// The upstream's configured name.
+        #[arg(long, default_value = "upstream")]
+        upstream: String,
+        /// The call's arguments as JSON.
+        #[arg(long, default_value = "{}")]
+        args: String,
+        /// The tool's readOnlyHint annotation as the upstream lists it (omit if it has none).
+        #[arg(long)]
+        read_only_hint: Option<bool>,
+        /// Policy directory or files (default: ./policies).
+        #[arg(long = "policy")]
+        paths: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -69,9 +97,16 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
             };
+            if let Some(dir) = config.policy.resolved_dir(&config.base_dir) {
+                if let Err(e) = tollgate::policy::Policy::load_dir(&dir) {
+                    eprintln!("tollgate: invalid policy: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            }
             println!("{}: ok ({} upstreams)", file.display(), config.upstreams.len());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Policy { command } => Ok(policy_command(command)),
         Command::Serve { config, listen } => {
             let mut config = match load(&config) {
                 Ok(c) => c,
@@ -101,6 +136,41 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             runtime.block_on(tollgate::gateway::stdio(config, command))?;
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn policy_command(command: PolicyCommand) -> ExitCode {
+    use tollgate::commands::policy;
+    match command {
+        PolicyCommand::Check { paths } => match policy::load(&paths) {
+            Ok(p) => {
+                println!("policy ok (version {})", p.version);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tollgate: invalid policy: {e}");
+                ExitCode::from(2)
+            }
+        },
+        PolicyCommand::Explain { tool, upstream, args, read_only_hint, paths } => {
+            let args: serde_json::Value = match serde_json::from_str(&args) {
+                Ok(v) => v,
+                Err(e) => {
+                    eprintln!("tollgate: --args is not JSON: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let policy = match policy::load(&paths) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("tollgate: invalid policy: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let (_, text) = policy::explain(&policy, &upstream, &tool, read_only_hint, &args);
+            print!("{text}");
+            ExitCode::SUCCESS
         }
     }
 }

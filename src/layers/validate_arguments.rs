@@ -9,7 +9,7 @@ use crate::jsonrpc::Frame;
 use crate::policy::args;
 use crate::policy::schema::{self, SchemaCache};
 use crate::policy::stack::{ToolCall, tool_error};
-use crate::policy::{Decision, file::ToolRules};
+use crate::policy::{Decision, Policy, ToolDefinition, file::ToolRules};
 use futures::future::{BoxFuture, FutureExt};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -56,46 +56,75 @@ where
     }
 }
 
+/// The outcome of checking one call's arguments.
+pub enum ArgumentsVerdict {
+    Valid {
+        rule: String,
+    },
+    /// Violations the model can correct (each `pointer: message`).
+    Invalid {
+        rule: String,
+        problems: Vec<String>,
+    },
+    /// The schema itself cannot be used: fail closed.
+    Unusable {
+        rule: String,
+        reason: String,
+    },
+}
+
+/// Checks `args` of `tool` against the pinned or listed schema and the policy's guards.
+/// Shared by the layer and `tollgate policy explain`.
+pub fn check_arguments(
+    policy: &Policy,
+    upstream: &str,
+    tool: &ToolDefinition,
+    args: &Value,
+    cache: &SchemaCache,
+) -> ArgumentsVerdict {
+    let pinned = policy.pinned_schema(upstream, &tool.name);
+    let (schema, source) = match (&pinned, &tool.input_schema) {
+        (Some(s), _) => (Some(s.as_ref()), "schema:pinned"),
+        (None, Some(s)) => (Some(s), "schema:inputSchema"),
+        (None, None) => (None, "schema:none"),
+    };
+    let mut problems = Vec::new();
+    if let Some(schema) = schema {
+        match cache.get(schema).as_ref() {
+            Ok(validator) => problems.extend(
+                schema::violations(validator, args).into_iter().map(|v| format!("{}: {}", v.pointer, v.message)),
+            ),
+            Err(e) => return ArgumentsVerdict::Unusable { rule: source.into(), reason: format!("the tool's {e}") },
+        }
+    }
+    let mut rule = source.to_string();
+    if let Some((guard_rule, rules)) = policy.guards(upstream, &tool.name) {
+        let found = guard_problems(rules, args);
+        if !found.is_empty() {
+            rule = guard_rule;
+        }
+        problems.extend(found);
+    }
+    if problems.is_empty() { ArgumentsVerdict::Valid { rule } } else { ArgumentsVerdict::Invalid { rule, problems } }
+}
+
 impl<S> ValidateArguments<S> {
     fn check(&self, call: &ToolCall) -> Option<ShortCircuit> {
-        let pinned = call.policy.pinned_schema(&call.upstream, &call.tool.name);
-        let (schema, source) = match (&pinned, &call.tool.input_schema) {
-            (Some(s), _) => (Some(s.as_ref()), "schema:pinned"),
-            (None, Some(s)) => (Some(s), "schema:inputSchema"),
-            (None, None) => (None, "schema:none"),
-        };
-        let mut problems = Vec::new();
-        if let Some(schema) = schema {
-            match self.cache.get(schema).as_ref() {
-                Ok(validator) => {
-                    for v in schema::violations(validator, &call.arguments) {
-                        problems.push(format!("{}: {}", v.pointer, v.message));
-                    }
-                }
-                Err(e) => {
-                    let d = Decision { allowed: false, rule: source.into(), reason: format!("the tool's {e}") };
-                    return call
-                        .enforce("arguments", d)
-                        .err()
-                        .map(|d| Err(Error::PolicyDenied { rule: d.rule, reason: d.reason }));
-                }
+        match check_arguments(&call.policy, &call.upstream, &call.tool, &call.arguments, &self.cache) {
+            ArgumentsVerdict::Valid { rule } => {
+                let _ = call.enforce("arguments", Decision { allowed: true, rule, reason: "arguments valid".into() });
+                None
+            }
+            ArgumentsVerdict::Unusable { rule, reason } => call
+                .enforce("arguments", Decision { allowed: false, rule, reason })
+                .err()
+                .map(|d| Err(Error::PolicyDenied { rule: d.rule, reason: d.reason })),
+            ArgumentsVerdict::Invalid { rule, problems } => {
+                let text = format!("Invalid arguments for tool {}:\n- {}", call.public_name, problems.join("\n- "));
+                let d = Decision { allowed: false, rule, reason: text.clone() };
+                call.enforce("arguments", d).err().map(|_| Ok(tool_error(&text)))
             }
         }
-        let mut rule = source.to_string();
-        if let Some((guard_rule, rules)) = call.policy.guards(&call.upstream, &call.tool.name) {
-            let found = guard_problems(rules, &call.arguments);
-            if !found.is_empty() {
-                rule = guard_rule;
-            }
-            problems.extend(found);
-        }
-        if problems.is_empty() {
-            let _ = call.enforce("arguments", Decision { allowed: true, rule, reason: "arguments valid".into() });
-            return None;
-        }
-        let text = format!("Invalid arguments for tool {}:\n- {}", call.public_name, problems.join("\n- "));
-        let d = Decision { allowed: false, rule, reason: text.clone() };
-        call.enforce("arguments", d).err().map(|_| Ok(tool_error(&text)))
     }
 }
 

@@ -46,3 +46,43 @@ fn stdio_without_an_upstream_is_a_usage_error() {
     assert_eq!(code, 2);
     assert!(stderr.contains("usage"), "{stderr}");
 }
+
+#[test]
+fn policy_check_and_explain() {
+    let policies = concat!(env!("CARGO_MANIFEST_DIR"), "/policies");
+    let (code, stdout, _) = run(&["policy", "check", policies]);
+    assert_eq!(code, 0, "{stdout}");
+    let (code, stdout, _) = run(&[
+        "policy",
+        "explain",
+        "--policy",
+        policies,
+        "--upstream",
+        "everything",
+        "--tool",
+        "toggle-subscriber-updates",
+    ]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("=> DENY by everything.toml:everything:deny:toggle-*"), "{stdout}");
+    let (_, stdout, _) = run(&[
+        "policy",
+        "explain",
+        "--policy",
+        policies,
+        "--upstream",
+        "everything",
+        "--tool",
+        "get-sum",
+        "--read-only-hint",
+        "true",
+        "--args",
+        r#"{"a":1,"b":2}"#,
+    ]);
+    assert!(stdout.contains("=> ALLOW"), "{stdout}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.toml"), "[[upstream]]\nname = \"x\"\nallow = [\"a\"]\nread_only = \"no\"\n")
+        .unwrap();
+    let (code, _, stderr) = run(&["policy", "check", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("bad.toml") && stderr.contains("read_only"), "{stderr}");
+}

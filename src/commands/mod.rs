@@ -1,0 +1,3 @@
+//! Offline subcommands (no gateway running): policy checks and explanations.
+
+pub mod policy;
