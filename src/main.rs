@@ -97,12 +97,11 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
             };
-            if let Some(dir) = config.policy.resolved_dir(&config.base_dir) {
-                if let Err(e) = tollgate::policy::Policy::load_dir(&dir) {
+            if let Some(dir) = config.policy.resolved_dir(&config.base_dir)
+                && let Err(e) = tollgate::policy::Policy::load_dir(&dir) {
                     eprintln!("tollgate: invalid policy: {e}");
                     return Ok(ExitCode::from(2));
                 }
-            }
             println!("{}: ok ({} upstreams)", file.display(), config.upstreams.len());
             Ok(ExitCode::SUCCESS)
         }
