@@ -98,10 +98,11 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             if let Some(dir) = config.policy.resolved_dir(&config.base_dir)
-                && let Err(e) = tollgate::policy::Policy::load_dir(&dir) {
-                    eprintln!("tollgate: invalid policy: {e}");
-                    return Ok(ExitCode::from(2));
-                }
+                && let Err(e) = tollgate::policy::Policy::load_dir(&dir)
+            {
+                eprintln!("tollgate: invalid policy: {e}");
+                return Ok(ExitCode::from(2));
+            }
             println!("{}: ok ({} upstreams)", file.display(), config.upstreams.len());
             Ok(ExitCode::SUCCESS)
         }
