@@ -19,6 +19,8 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     #[serde(default)]
     pub policy: PolicyConfig,
+    #[serde(default)]
+    pub pins: PinsConfig,
     /// Directory of the config file; relative paths in it resolve from here.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -37,6 +39,20 @@ pub struct PolicyConfig {
     /// Reload the policy when its files change (default on).
     #[serde(default = "default_true")]
     pub watch: bool,
+}
+
+/// Where tool-definition pins are kept.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PinsConfig {
+    /// JSON file (relative to the config file); without one pins live for the process.
+    pub file: Option<PathBuf>,
+}
+
+impl PinsConfig {
+    pub fn resolved_file(&self, base: &Path) -> Option<PathBuf> {
+        self.file.as_ref().map(|d| if d.is_absolute() { d.clone() } else { base.join(d) })
+    }
 }
 
 fn default_true() -> bool {

@@ -45,6 +45,8 @@ pub enum Error {
     ReadOnly { rule: String, reason: String },
     #[error("{reason} (rule {rule})")]
     PolicyDenied { rule: String, reason: String },
+    #[error("{reason} (rule {rule})")]
+    ToolDefinitionChanged { rule: String, reason: String },
     #[error("tool output withheld: {reason} (rule {rule})")]
     OutputWithheld { rule: String, reason: String },
     #[error("gateway is shutting down")]
@@ -67,6 +69,7 @@ pub mod code {
     pub const READ_ONLY: i64 = -31002;
     pub const UPSTREAM_TIMEOUT: i64 = -31004;
     pub const UPSTREAM_UNAVAILABLE: i64 = -31005;
+    pub const TOOL_DEFINITION_CHANGED: i64 = -31006;
     pub const OUTPUT_WITHHELD: i64 = -31009;
     pub const SHUTTING_DOWN: i64 = -31010;
 }
@@ -85,7 +88,10 @@ impl Error {
             Error::UpstreamUnavailable { .. } | Error::UpstreamTimeout { .. } | Error::UpstreamProtocol { .. } => {
                 Source::Upstream
             }
-            Error::ReadOnly { .. } | Error::PolicyDenied { .. } | Error::OutputWithheld { .. } => Source::Policy,
+            Error::ReadOnly { .. }
+            | Error::PolicyDenied { .. }
+            | Error::OutputWithheld { .. }
+            | Error::ToolDefinitionChanged { .. } => Source::Policy,
             Error::ShuttingDown | Error::Internal(_) => Source::Internal,
         }
     }
@@ -102,6 +108,7 @@ impl Error {
             Error::UpstreamUnavailable { .. } | Error::UpstreamProtocol { .. } => code::UPSTREAM_UNAVAILABLE,
             Error::ReadOnly { .. } => code::READ_ONLY,
             Error::PolicyDenied { .. } => code::POLICY_DENIED,
+            Error::ToolDefinitionChanged { .. } => code::TOOL_DEFINITION_CHANGED,
             Error::OutputWithheld { .. } => code::OUTPUT_WITHHELD,
             Error::ShuttingDown => code::SHUTTING_DOWN,
             Error::Internal(_) => code::INTERNAL_ERROR,
@@ -113,7 +120,10 @@ impl Error {
         match self {
             Error::UpstreamTimeout { .. } => "timeout",
             Error::UpstreamUnavailable { .. } | Error::UpstreamProtocol { .. } => "upstream_unavailable",
-            Error::ReadOnly { .. } | Error::PolicyDenied { .. } | Error::UnknownTool(_) => "denied",
+            Error::ReadOnly { .. }
+            | Error::PolicyDenied { .. }
+            | Error::UnknownTool(_)
+            | Error::ToolDefinitionChanged { .. } => "denied",
             Error::OutputWithheld { .. } => "withheld",
             _ => "error",
         }
@@ -143,9 +153,10 @@ impl Error {
             Error::UpstreamUnavailable { upstream, .. }
             | Error::UpstreamTimeout { upstream, .. }
             | Error::UpstreamProtocol { upstream, .. } => Some(json!({ "upstream": upstream })),
-            Error::ReadOnly { rule, .. } | Error::PolicyDenied { rule, .. } | Error::OutputWithheld { rule, .. } => {
-                Some(json!({ "rule": rule }))
-            }
+            Error::ReadOnly { rule, .. }
+            | Error::PolicyDenied { rule, .. }
+            | Error::OutputWithheld { rule, .. }
+            | Error::ToolDefinitionChanged { rule, .. } => Some(json!({ "rule": rule })),
             _ => None,
         }
     }

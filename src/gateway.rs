@@ -5,6 +5,7 @@
 use crate::config::{Config, UpstreamConfig};
 use crate::policy::Policy;
 use crate::policy::handle::{PolicyHandle, Watch};
+use crate::policy::pins::PinStore;
 use crate::policy::stack;
 use crate::session::registry::Registry;
 use crate::session::{self, Session, Shared};
@@ -42,6 +43,10 @@ fn shared(config: &Config, upstreams: Vec<UpstreamConfig>, policy: Arc<PolicyHan
         http,
         tool_stack: stack::build(config.gateway.request_timeout()),
         policy,
+        pins: Arc::new(match config.pins.resolved_file(&config.base_dir) {
+            Some(path) => PinStore::open(&path).map_err(|e| anyhow::anyhow!("tool pins: {e}"))?,
+            None => PinStore::in_memory(),
+        }),
     }))
 }
 

@@ -40,11 +40,27 @@ enum Command {
     },
     /// Validate a config file and exit.
     CheckConfig { file: PathBuf },
+    /// Tool-definition pins (rug-pull defence): list them, approve a changed definition.
+    Pins {
+        /// The pins file (the config's `pins.file`).
+        #[arg(long)]
+        file: PathBuf,
+        #[command(subcommand)]
+        command: PinsCommand,
+    },
     /// Policy files: validate them, or explain which rule decides a call.
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum PinsCommand {
+    /// Every pinned tool and whether its definition changed.
+    List,
+    /// Accept the changed definition of TOOL on UPSTREAM (its upstream name, not the namespaced one).
+    Approve { upstream: String, tool: String },
 }
 
 #[derive(Subcommand)]
@@ -107,6 +123,22 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy { command } => Ok(policy_command(command)),
+        Command::Pins { file, command } => {
+            let outcome = match command {
+                PinsCommand::List => tollgate::commands::pins::list(&file),
+                PinsCommand::Approve { upstream, tool } => tollgate::commands::pins::approve(&file, &upstream, &tool),
+            };
+            match outcome {
+                Ok(text) => {
+                    print!("{text}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("tollgate: {e}");
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
         Command::Serve { config, listen } => {
             let mut config = match load(&config) {
                 Ok(c) => c,

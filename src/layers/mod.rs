@@ -4,6 +4,7 @@
 pub mod check;
 pub mod enforce_read_only;
 pub mod require_allowlisted;
+pub mod require_pinned_definition;
 pub mod timeout;
 pub mod validate_arguments;
 

@@ -5,9 +5,11 @@
 //! (see [`handle`]), so a call sees one consistent policy from its first layer to its last.
 
 pub mod args;
+pub mod description;
 pub mod file;
 pub mod glob;
 pub mod handle;
+pub mod pins;
 pub mod schema;
 pub mod stack;
 pub mod tool;

@@ -8,7 +8,8 @@ use super::{Decision, Policy, ToolDefinition};
 use crate::error::Error;
 use crate::jsonrpc::{self, Frame};
 use crate::layers::{
-    enforce_read_only::EnforceReadOnlyLayer, require_allowlisted::RequireAllowlistedLayer, timeout::TimeoutLayer,
+    enforce_read_only::EnforceReadOnlyLayer, require_allowlisted::RequireAllowlistedLayer,
+    require_pinned_definition::RequirePinnedDefinitionLayer, timeout::TimeoutLayer,
     validate_arguments::ValidateArgumentsLayer,
 };
 use crate::session::Session;
@@ -75,6 +76,8 @@ pub fn build(default_timeout: Duration) -> ToolCallService {
     let stack = ServiceBuilder::new()
         // Cheap set membership first: a hidden tool costs nothing more and answers like an unknown one.
         .layer(RequireAllowlistedLayer)
+        // Is this still the tool that was pinned? A changed definition must not be decided on.
+        .layer(RequirePinnedDefinitionLayer)
         // Still a lookup, no parsing: writes on a read-only upstream stop before any argument work.
         .layer(EnforceReadOnlyLayer)
         // Schema and path/URL guards: the costliest check, only for calls that may run at all.

@@ -19,6 +19,7 @@ use crate::jsonrpc::{self, Frame, Kind, RawObject};
 use crate::mcp::lifecycle::{self, ClientHello, ServerHello};
 use crate::mcp::{self, names};
 use crate::policy::handle::PolicyHandle;
+use crate::policy::pins::{PinStatus, PinStore};
 use crate::policy::stack::{ToolCall, ToolCallService};
 use crate::policy::{Policy, ToolDefinition};
 use crate::transport::upstream::{Peer, RelatedSink, UpstreamEvent};
@@ -41,6 +42,7 @@ pub struct Shared {
     pub http: reqwest::Client,
     pub tool_stack: ToolCallService,
     pub policy: Arc<PolicyHandle>,
+    pub pins: Arc<PinStore>,
 }
 
 impl Shared {
@@ -53,6 +55,7 @@ impl Shared {
             http: reqwest::Client::new(),
             tool_stack: crate::policy::stack::build(Duration::from_secs(5)),
             policy: PolicyHandle::fixed(crate::policy::Policy::annotations_only(false)),
+            pins: Arc::new(PinStore::in_memory()),
         }
     }
 }
@@ -166,6 +169,10 @@ impl Session {
 
     pub fn in_flight(&self) -> usize {
         self.inflight.lock().expect("inflight lock").len()
+    }
+
+    pub fn pins(&self) -> &PinStore {
+        &self.shared.pins
     }
 
     pub fn client_hello(&self) -> Option<ClientHello> {
@@ -668,6 +675,9 @@ impl Session {
                 return None;
             }
             tool = ToolDefinition::from_listing(item.get()).map(Arc::new);
+            if let Some(t) = &tool {
+                self.observe_definition(&config.name, t, item.get());
+            }
         }
         let public = names::public_name(config.prefix(), &self.shared.separator, &original);
         if !catalog.add_name(kind, public.clone(), Route { slot, original: original.clone(), tool }) {
@@ -679,6 +689,21 @@ impl Session {
         }
         obj.set("name", raw(&public));
         RawValue::from_string(obj.to_json()).ok()
+    }
+
+    /// Pins a tool's definition on first sight and flags changes and suspicious descriptions.
+    fn observe_definition(&self, upstream: &str, tool: &ToolDefinition, raw: &str) {
+        if let PinStatus::Changed { pinned } = self.shared.pins.observe(upstream, &tool.name, &tool.digest) {
+            tracing::warn!(session = %self.id, upstream, tool = %tool.name, %pinned, new = %tool.digest, "tool definition differs from its pin");
+        }
+        let description = serde_json::from_str::<serde_json::Value>(raw)
+            .ok()
+            .and_then(|v| v.get("description").and_then(|d| d.as_str()).map(str::to_string))
+            .unwrap_or_default();
+        let flags = crate::policy::description::scan(&description);
+        if !flags.is_empty() {
+            tracing::warn!(upstream, tool = %tool.name, ?flags, "tool description looks like it carries hidden instructions");
+        }
     }
 
     /// One upstream's full list (all pages), cached until it says the list changed.

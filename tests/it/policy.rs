@@ -185,3 +185,39 @@ async fn hot_reload_applies_valid_policies_and_keeps_the_old_one_on_errors() {
         "old policy must stay"
     );
 }
+
+/// Rug pull: the fixture's `shifty` tool changes its description on every listing. The first
+/// definition is pinned; after it changes, calls are refused until an operator approves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_tool_definition_is_blocked_until_approved() {
+    let state = tempfile::tempdir().unwrap();
+    let pins = state.path().join("pins.json");
+    let config = format!("{}[pins]\nfile = {:?}\n", stdio_upstream("fx", fixture_bin(), &[], ""), pins);
+    let gw = Listening::gateway(&config).await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+    let description = |list: &Value| {
+        list["result"]["tools"].as_array().unwrap().iter().find(|t| t["name"] == "fx__shifty").unwrap()["description"]
+            .clone()
+    };
+    let first = description(client.request("tools/list", json!({})).await.response());
+    assert!(client.call_tool("fx__shifty", json!({})).await.get("result").is_some());
+    // shifty then says its list changed; the next listing shows (and pins) a new definition.
+    eventually(async || description(client.request("tools/list", json!({})).await.response()) != first).await;
+    let blocked = client.call_tool("fx__shifty", json!({})).await;
+    assert_eq!(blocked["error"]["code"], -31006, "{blocked}");
+    assert!(blocked["error"]["message"].as_str().unwrap().contains("tollgate pins approve fx shifty"), "{blocked}");
+    assert!(
+        client.call_tool("fx__echo", json!({"message": "x"})).await.get("result").is_some(),
+        "other tools unaffected"
+    );
+
+    let run = |args: &[&str]| std::process::Command::new(tollgate_bin()).args(args).output().unwrap();
+    let listed = run(&["pins", "--file", pins.to_str().unwrap(), "list"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("fx/shifty"), "{listed:?}");
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("CHANGED"), "{listed:?}");
+    let approved = run(&["pins", "--file", pins.to_str().unwrap(), "approve", "fx", "shifty"]);
+    assert!(approved.status.success(), "{approved:?}");
+    let after = client.call_tool("fx__shifty", json!({})).await;
+    assert!(after.get("result").is_some(), "approved definition is callable: {after}");
+}
