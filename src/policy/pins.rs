@@ -71,10 +71,10 @@ impl PinStore {
     }
 
     fn save(&self, file: &PinFile) {
-        if let Some(path) = &self.path {
-            if let Err(e) = write(path, file) {
-                tracing::error!(path = %path.display(), error = %e, "cannot save tool pins");
-            }
+        if let Some(path) = &self.path
+            && let Err(e) = write(path, file)
+        {
+            tracing::error!(path = %path.display(), error = %e, "cannot save tool pins");
         }
     }
 
