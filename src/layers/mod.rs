@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod enforce_read_only;
+pub mod redact_output;
 pub mod require_allowlisted;
 pub mod require_pinned_definition;
 pub mod timeout;

@@ -14,6 +14,8 @@ pub struct PolicyFile {
     pub defaults: Defaults,
     #[serde(default, rename = "upstream")]
     pub upstreams: Vec<UpstreamRules>,
+    /// What is removed from upstream output (default: secrets, terminal escapes, invisible Unicode).
+    pub redaction: Option<super::redaction::RedactionConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]

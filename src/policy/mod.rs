@@ -10,12 +10,14 @@ pub mod file;
 pub mod glob;
 pub mod handle;
 pub mod pins;
+pub mod redaction;
 pub mod schema;
 pub mod stack;
 pub mod tool;
 pub mod trail;
 
 use file::{Defaults, PolicyFile, ToolRules, UpstreamRules};
+use redaction::{RedactionConfig, Redactor};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -66,6 +68,7 @@ pub struct Policy {
     defaults: Defaults,
     /// Pinned argument schemas by (file-relative) path.
     schemas: HashMap<PathBuf, Arc<Value>>,
+    redactor: Arc<Redactor>,
 }
 
 impl Policy {
@@ -78,6 +81,7 @@ impl Policy {
             mode: Mode::Annotations { allow_writes },
             defaults: Defaults::default(),
             schemas: HashMap::new(),
+            redactor: Arc::new(Redactor::new(&RedactionConfig::default()).expect("built-in rules compile")),
         }
     }
 
@@ -104,6 +108,7 @@ impl Policy {
         let mut rules = Vec::new();
         let mut defaults = Defaults::default();
         let mut schemas = HashMap::new();
+        let mut redaction = RedactionConfig::default();
         for path in files {
             let name = path.display().to_string();
             let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: cannot read: {e}"))?;
@@ -116,6 +121,10 @@ impl Policy {
             }
             if file.defaults.max_output_bytes.is_some() {
                 defaults.max_output_bytes = file.defaults.max_output_bytes;
+            }
+            if let Some(r) = &file.redaction {
+                Redactor::new(r).map_err(|e| format!("{name}: {e}"))?;
+                redaction = r.clone();
             }
             let short = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or(name.clone());
             for upstream in &file.upstreams {
@@ -141,7 +150,8 @@ impl Policy {
             }
         }
         let version: String = hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
-        Ok(Policy { version, mode: Mode::Files(rules), defaults, schemas })
+        let redactor = Arc::new(Redactor::new(&redaction)?);
+        Ok(Policy { version, mode: Mode::Files(rules), defaults, schemas, redactor })
     }
 
     fn rules_for(&self, upstream: &str) -> Option<&SourcedRules> {
@@ -154,6 +164,11 @@ impl Policy {
     fn tool_rules(&self, upstream: &str, tool: &str) -> Option<(&SourcedRules, &ToolRules)> {
         let r = self.rules_for(upstream)?;
         r.rules.tools.iter().find(|t| glob::matches(&t.name, tool)).map(|t| (r, t))
+    }
+
+    /// The redaction rules for everything upstreams send back.
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
     }
 
     /// Whether the policy for `upstream` is in dry-run (decisions audited, not enforced).

@@ -8,9 +8,9 @@ use super::{Decision, Policy, ToolDefinition};
 use crate::error::Error;
 use crate::jsonrpc::{self, Frame};
 use crate::layers::{
-    enforce_read_only::EnforceReadOnlyLayer, require_allowlisted::RequireAllowlistedLayer,
-    require_pinned_definition::RequirePinnedDefinitionLayer, timeout::TimeoutLayer,
-    validate_arguments::ValidateArgumentsLayer,
+    enforce_read_only::EnforceReadOnlyLayer, redact_output::RedactOutputLayer,
+    require_allowlisted::RequireAllowlistedLayer, require_pinned_definition::RequirePinnedDefinitionLayer,
+    timeout::TimeoutLayer, validate_arguments::ValidateArgumentsLayer,
 };
 use crate::session::Session;
 use crate::transport::upstream::RelatedSink;
@@ -82,6 +82,8 @@ pub fn build(default_timeout: Duration) -> ToolCallService {
         .layer(EnforceReadOnlyLayer)
         // Schema and path/URL guards: the costliest check, only for calls that may run at all.
         .layer(ValidateArgumentsLayer::default())
+        // Outside the timeout and the upstream: every byte from upstream passes it, errors included.
+        .layer(RedactOutputLayer)
         // Right around the upstream hop, so policy work does not eat the tool's deadline.
         .layer(TimeoutLayer::new(default_timeout))
         .service(ForwardToUpstream);

@@ -13,7 +13,7 @@ pub struct TrailEntry {
 }
 
 #[derive(Debug, Default)]
-pub struct Trail(Mutex<Vec<TrailEntry>>);
+pub struct Trail(Mutex<Vec<TrailEntry>>, std::sync::atomic::AtomicUsize);
 
 impl Trail {
     pub fn record(&self, layer: &'static str, decision: &'static str, d: &Decision) {
@@ -23,6 +23,13 @@ impl Trail {
             rule: d.rule.clone(),
             reason: d.reason.clone(),
         });
+    }
+    /// Counts what redaction removed from this call's output.
+    pub fn add_redactions(&self, n: usize) {
+        self.1.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+    pub fn redactions(&self) -> usize {
+        self.1.load(std::sync::atomic::Ordering::Relaxed)
     }
     pub fn entries(&self) -> Vec<TrailEntry> {
         self.0.lock().expect("trail lock").clone()

@@ -69,6 +69,8 @@ pub struct RequestCtx {
 }
 
 struct Inflight {
+    /// Tells this entry from a later request that reuses the key after a cancellation.
+    serial: u64,
     related: Option<RelatedSink>,
     progress_token: Option<String>,
     cancel: CancellationToken,
@@ -109,11 +111,15 @@ pub struct Session {
     me: Weak<Session>,
 }
 
-/// Removes an in-flight entry however the request ends.
-struct InflightGuard<'a>(&'a Session, String);
+/// Removes an in-flight entry however the request ends (unless a cancellation already did and
+/// a new request now uses the key).
+struct InflightGuard<'a>(&'a Session, String, u64);
 impl Drop for InflightGuard<'_> {
     fn drop(&mut self) {
-        self.0.inflight.lock().expect("inflight lock").remove(&self.1);
+        let mut inflight = self.0.inflight.lock().expect("inflight lock");
+        if inflight.get(&self.1).is_some_and(|e| e.serial == self.2) {
+            inflight.remove(&self.1);
+        }
     }
 }
 
@@ -226,6 +232,7 @@ impl Session {
             return Some(Error::ShuttingDown.to_jsonrpc(Some(&id)));
         }
         let cancel = CancellationToken::new();
+        let serial = self.next_server_request.fetch_add(1, Ordering::Relaxed);
         {
             let mut inflight = self.inflight.lock().expect("inflight lock");
             if inflight.contains_key(&ctx.key) {
@@ -234,13 +241,14 @@ impl Session {
             inflight.insert(
                 ctx.key.clone(),
                 Inflight {
+                    serial,
                     related: ctx.related.clone(),
                     progress_token: progress_token(&frame),
                     cancel: cancel.clone(),
                 },
             );
         }
-        let _guard = InflightGuard(self, ctx.key.clone());
+        let _guard = InflightGuard(self, ctx.key.clone(), serial);
         let span = tracing::debug_span!("request", session = %self.id, method = %frame.method());
         let outcome = tokio::select! {
             r = tracing::Instrument::instrument(self.dispatch_request(&frame, ctx.related), span) => Some(r),
@@ -278,7 +286,9 @@ impl Session {
             }
             _ => match ListKind::from_method(method) {
                 Some(kind) => return self.merged_list(kind).await.map(|r| jsonrpc::result(id, &r)),
-                None => self.route_request(frame, related).await?,
+                None if method == "tools/call" => self.route_request(frame, related).await?,
+                // Tool output is redacted in the policy stack; everything else here.
+                None => self.redact_for_client(self.route_request(frame, related).await?)?,
             },
         };
         Ok(reply.with_id(id).into_string())
@@ -345,8 +355,9 @@ impl Session {
                 }
                 if let Ok(p) = frame.params_as::<P>() {
                     let key = p.request_id.get().to_string();
-                    if let Some(entry) = self.inflight.lock().expect("inflight lock").get(&key) {
-                        // Dropping the forward tells its upstream to cancel, with its own id.
+                    // The id is free again at once; dropping the forward tells its upstream to
+                    // cancel, with the upstream's own id.
+                    if let Some(entry) = self.inflight.lock().expect("inflight lock").remove(&key) {
                         entry.cancel.cancel();
                     }
                 }
@@ -777,6 +788,13 @@ impl Session {
             }
             return;
         }
+        let frame = match self.redact_for_client(frame) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(session = %self.id, error = %e, "withheld an upstream request");
+                return;
+            }
+        };
         let n = self.next_server_request.fetch_add(1, Ordering::Relaxed);
         let client_id = format!("\"tg-{n}\"");
         self.server_requests.lock().expect("server_requests lock").insert(client_id.clone(), (slot, upstream_id));
@@ -822,7 +840,25 @@ impl Session {
             }
             _ => {}
         }
-        self.deliver(frame.into_string(), related).await;
+        match self.redact_for_client(frame) {
+            Ok(frame) => self.deliver(frame.into_string(), related).await,
+            Err(e) => tracing::warn!(session = %self.id, error = %e, "withheld an upstream notification"),
+        }
+    }
+
+    /// Applies the policy's redaction to a message from upstream (fail closed: a message that
+    /// cannot be inspected is not passed on).
+    fn redact_for_client(&self, frame: Frame) -> Result<Frame, Error> {
+        let policy = self.shared.policy.load();
+        match crate::layers::redact_output::redact_frame(policy.redactor(), frame) {
+            Ok((frame, report)) => {
+                if report.total > 0 {
+                    tracing::info!(session = %self.id, redactions = report.total, "redacted upstream message");
+                }
+                Ok(frame)
+            }
+            Err(reason) => Err(Error::OutputWithheld { rule: "redaction".into(), reason }),
+        }
     }
 
     async fn deliver(&self, text: String, related: Option<RelatedSink>) {

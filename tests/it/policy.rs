@@ -221,3 +221,35 @@ async fn a_changed_tool_definition_is_blocked_until_approved() {
     let after = client.call_tool("fx__shifty", json!({})).await;
     assert!(after.get("result").is_some(), "approved definition is callable: {after}");
 }
+
+/// Secrets, terminal escapes and invisible Unicode from the fixture's `leak_secrets` tool never
+/// reach the client, in text or in structured content.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_output_is_redacted_before_the_client_sees_it() {
+    let mut client = StdioClient::spawn(&["--", fixture_bin()]);
+    client.initialize(json!({})).await;
+    client
+        .send(
+            &json!({"jsonrpc":"2.0","id":"leak","method":"tools/call","params":{"name":"leak_secrets","arguments":{}}}),
+        )
+        .await;
+    let line = client.recv_raw().await;
+    for planted in [
+        "AKIAIOSFODNN7EXAMPLE",
+        "ghp_",
+        "BEGIN OPENSSH PRIVATE KEY",
+        "\\u001b",
+        "\u{1b}",
+        "\u{200b}",
+        "\u{202e}",
+        "\u{e0041}",
+        "evil.example",
+    ] {
+        assert!(!line.contains(planted), "{planted:?} reached the client: {line}");
+    }
+    for rule in ["aws-access-key", "github-token", "private-key"] {
+        assert!(line.contains(&format!("[REDACTED:{rule}]")), "{rule} marker missing: {line}");
+    }
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["result"]["structuredContent"]["token"], "[REDACTED:github-token]", "{line}");
+}

@@ -2,7 +2,7 @@
 //! stdin/stdout. stdout carries only JSON-RPC; logs go to stderr.
 
 use crate::error::Error;
-use crate::jsonrpc::{Frame, FrameError};
+use crate::jsonrpc::{Frame, FrameError, Kind};
 use crate::session::{RequestCtx, Session};
 use futures::StreamExt;
 use std::sync::Arc;
@@ -61,6 +61,12 @@ pub async fn serve(session: Arc<Session>, max_message: usize, shutdown: Cancella
                 continue;
             }
         };
+        if frame.kind() != Kind::Request {
+            // Handled in order, before the next line is read: a cancellation takes effect before
+            // the client's next request, and a client's reply reaches its upstream promptly.
+            session.handle(frame, RequestCtx { key: String::new(), related: None }).await;
+            continue;
+        }
         let session = session.clone();
         let tx = tx.clone();
         // Each request runs on its own so a slow tool never blocks the client's other traffic
