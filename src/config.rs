@@ -21,6 +21,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     #[serde(default)]
     pub pins: PinsConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
     /// Directory of the config file; relative paths in it resolve from here.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -39,6 +41,33 @@ pub struct PolicyConfig {
     /// Reload the policy when its files change (default on).
     #[serde(default = "default_true")]
     pub watch: bool,
+}
+
+/// The audit log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// JSON-lines file (relative to the config file). Without one, calls are not audited.
+    pub file: Option<PathBuf>,
+    /// Rotate when the file reaches this size; the hash chain continues in the next file.
+    #[serde(default = "default_audit_max")]
+    pub max_bytes: u64,
+}
+
+fn default_audit_max() -> u64 {
+    64 * 1024 * 1024
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { file: None, max_bytes: default_audit_max() }
+    }
+}
+
+impl AuditConfig {
+    pub fn resolved_file(&self, base: &Path) -> Option<PathBuf> {
+        self.file.as_ref().map(|d| if d.is_absolute() { d.clone() } else { base.join(d) })
+    }
 }
 
 /// Where tool-definition pins are kept.

@@ -49,6 +49,8 @@ pub enum Error {
     ToolDefinitionChanged { rule: String, reason: String },
     #[error("tool output withheld: {reason} (rule {rule})")]
     OutputWithheld { rule: String, reason: String },
+    #[error("audit log unavailable: {0}")]
+    AuditUnavailable(String),
     #[error("gateway is shutting down")]
     ShuttingDown,
     #[error("internal error: {0}")]
@@ -70,6 +72,7 @@ pub mod code {
     pub const UPSTREAM_TIMEOUT: i64 = -31004;
     pub const UPSTREAM_UNAVAILABLE: i64 = -31005;
     pub const TOOL_DEFINITION_CHANGED: i64 = -31006;
+    pub const AUDIT_UNAVAILABLE: i64 = -31007;
     pub const OUTPUT_WITHHELD: i64 = -31009;
     pub const SHUTTING_DOWN: i64 = -31010;
 }
@@ -92,7 +95,7 @@ impl Error {
             | Error::PolicyDenied { .. }
             | Error::OutputWithheld { .. }
             | Error::ToolDefinitionChanged { .. } => Source::Policy,
-            Error::ShuttingDown | Error::Internal(_) => Source::Internal,
+            Error::ShuttingDown | Error::Internal(_) | Error::AuditUnavailable(_) => Source::Internal,
         }
     }
 
@@ -110,6 +113,7 @@ impl Error {
             Error::PolicyDenied { .. } => code::POLICY_DENIED,
             Error::ToolDefinitionChanged { .. } => code::TOOL_DEFINITION_CHANGED,
             Error::OutputWithheld { .. } => code::OUTPUT_WITHHELD,
+            Error::AuditUnavailable(_) => code::AUDIT_UNAVAILABLE,
             Error::ShuttingDown => code::SHUTTING_DOWN,
             Error::Internal(_) => code::INTERNAL_ERROR,
         }
@@ -133,6 +137,10 @@ impl Error {
     fn client_message(&self) -> String {
         match self {
             Error::Internal(_) => "internal gateway error; the operator's logs have the details".into(),
+            Error::AuditUnavailable(_) => {
+                "The audit log cannot record this call, so it was stopped (fail closed); the operator's logs say why"
+                    .into()
+            }
             Error::UnknownTool(name) => format!("Unknown tool: {name}"),
             other => {
                 let mut s = other.to_string();

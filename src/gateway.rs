@@ -2,6 +2,7 @@
 //! stop accepting → let in-flight calls finish (grace period) → close sessions (which stops
 //! every upstream child) → exit.
 
+use crate::audit::sink::AuditLog;
 use crate::config::{Config, UpstreamConfig};
 use crate::policy::Policy;
 use crate::policy::handle::{PolicyHandle, Watch};
@@ -30,7 +31,27 @@ pub fn policy_handle(config: &Config) -> anyhow::Result<(Arc<PolicyHandle>, Opti
     }
 }
 
-fn shared(config: &Config, upstreams: Vec<UpstreamConfig>, policy: Arc<PolicyHandle>) -> anyhow::Result<Arc<Shared>> {
+/// The audit log, if the config names one; refuses to start if it cannot be opened.
+fn audit_log(config: &Config) -> anyhow::Result<Option<Arc<AuditLog>>> {
+    match config.audit.resolved_file(&config.base_dir) {
+        Some(path) => {
+            let log = AuditLog::open(&path, config.audit.max_bytes).map_err(|e| anyhow::anyhow!(e))?;
+            tracing::info!(path = %path.display(), "audit log open");
+            Ok(Some(log))
+        }
+        None => {
+            tracing::warn!("no audit log configured ([audit] file, or --audit): tool calls are not recorded");
+            Ok(None)
+        }
+    }
+}
+
+fn shared(
+    config: &Config,
+    upstreams: Vec<UpstreamConfig>,
+    policy: Arc<PolicyHandle>,
+    principal: String,
+) -> anyhow::Result<Arc<Shared>> {
     let http = reqwest::Client::builder()
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(90))
@@ -41,12 +62,13 @@ fn shared(config: &Config, upstreams: Vec<UpstreamConfig>, policy: Arc<PolicyHan
         separator: config.gateway.separator.clone(),
         request_timeout: config.gateway.request_timeout(),
         http,
-        tool_stack: stack::build(config.gateway.request_timeout()),
+        tool_stack: stack::build(config.gateway.request_timeout(), audit_log(config)?),
         policy,
         pins: Arc::new(match config.pins.resolved_file(&config.base_dir) {
             Some(path) => PinStore::open(&path).map_err(|e| anyhow::anyhow!("tool pins: {e}"))?,
             None => PinStore::in_memory(),
         }),
+        principal,
     }))
 }
 
@@ -70,7 +92,8 @@ async fn shutdown_signal() {
 /// `tollgate serve`: the Streamable HTTP endpoint until a signal arrives.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let (policy, _watch) = policy_handle(&config)?;
-    let shared = shared(&config, config.upstreams.clone(), policy)?;
+    // Until authentication arrives, HTTP callers are not identified.
+    let shared = shared(&config, config.upstreams.clone(), policy, "anonymous".into())?;
     let registry = Arc::new(Registry::new(shared));
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -140,7 +163,9 @@ pub async fn stdio(config: Config, command: Vec<String>) -> anyhow::Result<()> {
         anyhow::bail!("nothing to front: give a command after `--` or upstreams in --config");
     }
     let (policy, _watch) = policy_handle(&config)?;
-    let shared = shared(&config, upstreams, policy)?;
+    // The person who launched the wrapper is who the calls are attributed to.
+    let principal = std::env::var("USER").map(|u| format!("os:{u}")).unwrap_or_else(|_| "os:unknown".into());
+    let shared = shared(&config, upstreams, policy, principal)?;
     let session = Session::new(shared, session::new_session_id());
     let stop = CancellationToken::new();
     tokio::spawn({

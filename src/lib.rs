@@ -1,6 +1,7 @@
 //! Tollgate: a security-first MCP gateway. See ARCHITECTURE.md for the map.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod commands;
 pub mod config;
 pub mod error;

@@ -34,12 +34,20 @@ enum Command {
         /// Without a policy: also allow tools that are not annotated read-only.
         #[arg(long)]
         allow_writes: bool,
+        /// Write the audit log here (overrides the config's `audit.file`).
+        #[arg(long)]
+        audit: Option<PathBuf>,
         /// The upstream server's command and arguments.
         #[arg(last = true)]
         command: Vec<String>,
     },
     /// Validate a config file and exit.
     CheckConfig { file: PathBuf },
+    /// The audit log: verify its hash chain, show the latest records or one session's.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Tool-definition pins (rug-pull defence): list them, approve a changed definition.
     Pins {
         /// The pins file (the config's `pins.file`).
@@ -52,6 +60,29 @@ enum Command {
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check every record's hash and link (rotated files included); exit 1 on tampering.
+    Verify { file: PathBuf },
+    /// The last N records.
+    Tail {
+        file: PathBuf,
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+        /// Print the JSON records instead of one line each.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every record of one session (its id or the handle shown in records).
+    Show {
+        file: PathBuf,
+        #[arg(long)]
+        session: String,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -123,6 +154,7 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy { command } => Ok(policy_command(command)),
+        Command::Audit { command } => Ok(audit_command(command)),
         Command::Pins { file, command } => {
             let outcome = match command {
                 PinsCommand::List => tollgate::commands::pins::list(&file),
@@ -150,7 +182,7 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime.block_on(tollgate::gateway::serve(config))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Stdio { config, policy, allow_writes, command } => {
+        Command::Stdio { config, policy, allow_writes, audit, command } => {
             let mut config = match config {
                 Some(path) => match load(&path) {
                     Ok(c) => c,
@@ -162,6 +194,9 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.policy.dir = Some(std::env::current_dir()?.join(dir));
             }
             config.policy.allow_writes |= allow_writes;
+            if let Some(path) = audit {
+                config.audit.file = Some(std::env::current_dir()?.join(path));
+            }
             if command.is_empty() && config.upstreams.is_empty() {
                 eprintln!("tollgate: usage: tollgate stdio [--config FILE] -- COMMAND [ARGS...]");
                 return Ok(ExitCode::from(2));
@@ -204,5 +239,39 @@ fn policy_command(command: PolicyCommand) -> ExitCode {
             print!("{text}");
             ExitCode::SUCCESS
         }
+    }
+}
+
+fn audit_command(command: AuditCommand) -> ExitCode {
+    use tollgate::audit::read;
+    let print = |records: Result<Vec<tollgate::audit::AuditRecord>, String>, json: bool| match records {
+        Ok(records) => {
+            for r in &records {
+                if json {
+                    println!("{}", serde_json::to_string(r).unwrap_or_default());
+                } else {
+                    println!("{}", read::format_line(r));
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tollgate: {e}");
+            ExitCode::from(2)
+        }
+    };
+    match command {
+        AuditCommand::Verify { file } => match read::verify(&file) {
+            Ok(report) => {
+                println!("ok: {} records in {} file(s), chain intact", report.records, report.files);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                println!("TAMPERED: {e}");
+                ExitCode::from(1)
+            }
+        },
+        AuditCommand::Tail { file, lines, json } => print(read::tail(&file, lines), json),
+        AuditCommand::Show { file, session, json } => print(read::by_session(&file, &session), json),
     }
 }

@@ -1,6 +1,7 @@
 //! Tower middleware for the per-call policy stack, one layer per file. Decisions come from
 //! `crate::policy` (pure); these files only plumb them into `tools/call`.
 
+pub mod audit_log;
 pub mod check;
 pub mod enforce_read_only;
 pub mod redact_output;

@@ -5,8 +5,10 @@
 
 use super::trail::Trail;
 use super::{Decision, Policy, ToolDefinition};
+use crate::audit::sink::AuditLog;
 use crate::error::Error;
 use crate::jsonrpc::{self, Frame};
+use crate::layers::audit_log::{Admission, AuditLogLayer};
 use crate::layers::{
     enforce_read_only::EnforceReadOnlyLayer, redact_output::RedactOutputLayer,
     require_allowlisted::RequireAllowlistedLayer, require_pinned_definition::RequirePinnedDefinitionLayer,
@@ -42,6 +44,8 @@ pub struct ToolCall {
     /// The request as the upstream will see it: the upstream's own tool name, the client's id.
     pub frame: Frame,
     pub related: Option<RelatedSink>,
+    /// Set by the audit layer: the admission record is written just before the upstream hop.
+    pub admission: Option<Arc<Admission>>,
 }
 
 impl ToolCall {
@@ -72,8 +76,10 @@ pub fn tool_error(text: &str) -> Frame {
 pub type ToolCallService = BoxCloneSyncService<ToolCall, Frame, Error>;
 
 /// Builds the stack; see ARCHITECTURE.md "Policy stack" for the whole order.
-pub fn build(default_timeout: Duration) -> ToolCallService {
+pub fn build(default_timeout: Duration, audit: Option<Arc<AuditLog>>) -> ToolCallService {
     let stack = ServiceBuilder::new()
+        // Outermost: records every outcome, denials included, and sees only redacted output.
+        .layer(AuditLogLayer::new(audit))
         // Cheap set membership first: a hidden tool costs nothing more and answers like an unknown one.
         .layer(RequireAllowlistedLayer)
         // Is this still the tool that was pinned? A changed definition must not be decided on.
@@ -104,6 +110,12 @@ impl Service<ToolCall> for ForwardToUpstream {
     }
 
     fn call(&mut self, call: ToolCall) -> Self::Future {
-        Box::pin(async move { call.session.forward_to(call.slot, &call.frame, call.related).await })
+        Box::pin(async move {
+            // No admission record, no action.
+            if let Some(admission) = &call.admission {
+                admission.admit(&call).await?;
+            }
+            call.session.forward_to(call.slot, &call.frame, call.related).await
+        })
     }
 }

@@ -43,6 +43,8 @@ pub struct Shared {
     pub tool_stack: ToolCallService,
     pub policy: Arc<PolicyHandle>,
     pub pins: Arc<PinStore>,
+    /// Who the calls of this gateway are attributed to until authentication says otherwise.
+    pub principal: String,
 }
 
 impl Shared {
@@ -53,9 +55,10 @@ impl Shared {
             separator: "__".into(),
             request_timeout: Duration::from_secs(5),
             http: reqwest::Client::new(),
-            tool_stack: crate::policy::stack::build(Duration::from_secs(5)),
+            tool_stack: crate::policy::stack::build(Duration::from_secs(5), None),
             policy: PolicyHandle::fixed(crate::policy::Policy::annotations_only(false)),
             pins: Arc::new(PinStore::in_memory()),
+            principal: "test".into(),
         }
     }
 }
@@ -175,6 +178,10 @@ impl Session {
 
     pub fn in_flight(&self) -> usize {
         self.inflight.lock().expect("inflight lock").len()
+    }
+
+    pub fn principal(&self) -> &str {
+        &self.shared.principal
     }
 
     pub fn pins(&self) -> &PinStore {
@@ -319,6 +326,7 @@ impl Session {
                     trail: Default::default(),
                     frame: upstream_frame,
                     related,
+                    admission: None,
                 };
                 self.shared.tool_stack.clone().oneshot(call).await
             }

@@ -253,3 +253,57 @@ async fn upstream_output_is_redacted_before_the_client_sees_it() {
     let v: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["result"]["structuredContent"]["token"], "[REDACTED:github-token]", "{line}");
 }
+
+/// Every call leaves a hash-chained trail: admitted + completed for forwarded calls, denied for
+/// refused ones, with who, which session, which request and which rule; `audit verify` catches
+/// an edit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_and_denials_are_audited_and_the_chain_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let mut client = StdioClient::spawn(&["--audit", audit.to_str().unwrap(), "--", fixture_bin()]);
+    client.initialize(json!({})).await;
+    let ok = client
+        .request("tools/call", json!({"name":"echo","arguments":{"message":"ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789"},"_meta":{"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}}))
+        .await;
+    assert!(ok.get("result").is_some());
+    let denied = client.call_tool("write_note", json!({"path": "/tmp/never", "content": "x"})).await;
+    assert_eq!(denied["error"]["code"], -31002);
+    client.close().await;
+
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let records: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let phases: Vec<&str> = records.iter().map(|r| r["phase"].as_str().unwrap()).collect();
+    assert_eq!(phases, vec!["admitted", "completed", "denied"], "{text}");
+    let done = &records[1];
+    assert_eq!(done["tool"], "echo");
+    assert_eq!(done["outcome"], "ok");
+    assert_eq!(done["traceparent"], "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    assert!(done["principal"].as_str().unwrap().starts_with("os:"));
+    assert_eq!(done["client"]["name"], "it");
+    assert!(!text.contains("ghp_aBcDeFgHiJkLmNoPq"), "arguments are stored redacted");
+    assert_eq!(records[2]["decision"], "deny");
+    assert_eq!(records[2]["rule"], "default:read-only");
+
+    let run = |args: &[&str]| std::process::Command::new(tollgate_bin()).args(args).output().unwrap();
+    let verified = run(&["audit", "verify", audit.to_str().unwrap()]);
+    assert!(verified.status.success(), "{verified:?}");
+    std::fs::write(&audit, text.replacen("\"echo\"", "\"ech0\"", 1)).unwrap();
+    let tampered = run(&["audit", "verify", audit.to_str().unwrap()]);
+    assert_eq!(tampered.status.code(), Some(1), "an edited record must be detected");
+    assert!(String::from_utf8_lossy(&tampered.stdout).contains("edited"));
+}
+
+/// If the audit log cannot take a record, the call fails closed: nothing is forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_audit_log_fails_calls_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("must-not-exist.txt");
+    // /dev/full accepts the open and fails every write with ENOSPC: a full disk.
+    let mut client = StdioClient::spawn(&["--audit", "/dev/full", "--allow-writes", "--", fixture_bin()]);
+    client.initialize(json!({})).await;
+    let reply = client.call_tool("write_note", json!({"path": target, "content": "x"})).await;
+    assert_eq!(reply["error"]["code"], -31007, "{reply}");
+    assert!(!target.exists(), "a call that could not be audited must not run");
+    assert!(client.stderr().contains("failing the call closed"));
+}

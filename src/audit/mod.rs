@@ -1,0 +1,193 @@
+//! The audit trail: one JSON line per decision and per call outcome, hash-chained so that
+//! `tollgate audit verify` detects edited, deleted and reordered records. The only audit I/O
+//! in the gateway is in this module.
+//!
+//! Chain: `hash = SHA-256(prev ‖ line-without-hash)`, where the line is the record serialized
+//! with `hash` as its last member. A hash chain detects edits, deletions and reordering inside
+//! the log, not a truncated tail (signed checkpoints are future work).
+
+pub mod read;
+pub mod sink;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One audit record. Field order is the serialization order and is part of the format.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AuditRecord {
+    /// RFC 3339 UTC time with microseconds.
+    #[serde(default)]
+    pub ts: String,
+    /// Position in the log, continuing across rotated files.
+    #[serde(default)]
+    pub seq: u64,
+    /// "admitted" (before forwarding), "completed" (outcome), or "denied" (never forwarded).
+    pub phase: String,
+    /// Digest of the session id (the id itself is a bearer-like handle and stays out of logs).
+    pub session: String,
+    pub principal: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<Value>,
+    pub upstream: String,
+    /// The name the client called (namespaced).
+    pub tool: String,
+    /// The upstream's own name for the tool.
+    pub upstream_tool: String,
+    /// The client's JSON-RPC id, as sent.
+    pub jsonrpc_id: String,
+    /// The client's `params._meta` (correlation: progressToken, traceparent, vendor keys).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Value>,
+    /// W3C trace context from `_meta.traceparent`: the link back to the LLM turn.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    /// SHA-256 of the canonical arguments.
+    pub args_digest: String,
+    /// The arguments after redaction, size-capped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub args_redacted: Option<Value>,
+    /// "allow", "deny" or "would_deny" (dry run).
+    pub decision: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(default)]
+    pub dry_run: bool,
+    /// "ok", "tool_error", "error", "timeout", "denied", "withheld", "upstream_unavailable", "cancelled".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_us: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redactions: Option<usize>,
+    /// Digest of the tool definition the call was decided against (its pin).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_version: Option<String>,
+    #[serde(default)]
+    pub prev: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub hash: String,
+}
+
+/// Hex SHA-256 of `prev` followed by `body`.
+pub fn chain_hash(prev: &str, body: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(prev.as_bytes());
+    h.update(body.as_bytes());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The line for `record` (with `prev` set), and its hash.
+pub fn seal(record: &mut AuditRecord) -> String {
+    record.hash.clear();
+    let body = serde_json::to_string(record).expect("audit records serialize");
+    record.hash = chain_hash(&record.prev, &body);
+    format!("{},\"hash\":\"{}\"}}", &body[..body.len() - 1], record.hash)
+}
+
+/// Splits a line into the hashed body and the stored hash.
+pub fn unseal(line: &str) -> Option<(String, &str)> {
+    let at = line.rfind(",\"hash\":\"")?;
+    let hash = line[at + 9..].strip_suffix("\"}")?;
+    Some((format!("{}}}", &line[..at]), hash))
+}
+
+/// A short, non-reversible handle for a session id.
+pub fn session_handle(session_id: &str) -> String {
+    chain_hash("session", session_id)[..16].to_string()
+}
+
+/// Caps a JSON value to about `max` bytes by shortening its strings (keeps the shape).
+pub fn cap(value: &Value, max: usize) -> Value {
+    if value.to_string().len() <= max {
+        return value.clone();
+    }
+    fn shorten(v: &Value, keep: usize) -> Value {
+        match v {
+            Value::String(s) if s.len() > keep => {
+                let mut end = keep;
+                while !s.is_char_boundary(end) {
+                    end -= 1;
+                }
+                Value::String(format!("{}…[{} bytes]", &s[..end], s.len()))
+            }
+            Value::Array(a) => Value::Array(a.iter().take(32).map(|i| shorten(i, keep)).collect()),
+            Value::Object(m) => Value::Object(m.iter().take(32).map(|(k, v)| (k.clone(), shorten(v, keep))).collect()),
+            other => other.clone(),
+        }
+    }
+    let mut keep = 256;
+    loop {
+        let out = shorten(value, keep);
+        if out.to_string().len() <= max || keep <= 8 {
+            return out;
+        }
+        keep /= 2;
+    }
+}
+
+/// RFC 3339 UTC with microseconds, from the system clock.
+pub fn now_rfc3339() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = now.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        now.subsec_micros()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_lines_verify_and_edits_do_not() {
+        let mut r =
+            AuditRecord { phase: "completed".into(), tool: "t".into(), prev: GENESIS.into(), ..Default::default() };
+        let line = seal(&mut r);
+        let (body, hash) = unseal(&line).unwrap();
+        assert_eq!(chain_hash(GENESIS, &body), hash);
+        let edited = line.replace("\"t\"", "\"u\"");
+        let (body, hash) = unseal(&edited).unwrap();
+        assert_ne!(chain_hash(GENESIS, &body), hash);
+        let parsed: AuditRecord = serde_json::from_str(&line).unwrap();
+        assert_eq!(parsed.hash, r.hash);
+    }
+
+    #[test]
+    fn time_format() {
+        let t = now_rfc3339();
+        assert_eq!(t.len(), 27, "{t}");
+        assert!(t.starts_with("20") && t.ends_with('Z'));
+    }
+
+    #[test]
+    fn cap_keeps_shape_and_bounds_size() {
+        let v = serde_json::json!({"a": "x".repeat(10_000), "b": [1, "y".repeat(5000)]});
+        let c = cap(&v, 1024);
+        assert!(c.to_string().len() <= 1024, "{}", c.to_string().len());
+        assert_eq!(c["b"][0], 1);
+    }
+}

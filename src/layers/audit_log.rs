@@ -1,0 +1,205 @@
+//! AuditLog: every call leaves a trail. Outermost, so it sees every outcome (denials included)
+//! and only redacted output. Two records per forwarded call: "admitted", written by the
+//! innermost service just before the upstream hop (durable first if the tool may write: no
+//! record, no action), and "completed" here; a call stopped by a rule gets one "denied" record.
+//! If the log cannot take a record, the call fails closed. A call abandoned mid-way (client
+//! gone) still gets its completion record, as "cancelled".
+
+use crate::audit::sink::AuditLog;
+use crate::audit::{self, AuditRecord};
+use crate::error::Error;
+use crate::jsonrpc::Frame;
+use crate::policy::stack::ToolCall;
+use futures::future::{BoxFuture, FutureExt};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Instant;
+use tower::{Layer, Service};
+
+const ARGS_PREVIEW_BYTES: usize = 4096;
+
+#[derive(Clone)]
+pub struct AuditLogLayer {
+    log: Option<Arc<AuditLog>>,
+}
+
+impl AuditLogLayer {
+    pub fn new(log: Option<Arc<AuditLog>>) -> AuditLogLayer {
+        AuditLogLayer { log }
+    }
+}
+
+impl<S> Layer<S> for AuditLogLayer {
+    type Service = AuditLogService<S>;
+    fn layer(&self, inner: S) -> AuditLogService<S> {
+        AuditLogService { inner, log: self.log.clone() }
+    }
+}
+
+#[derive(Clone)]
+pub struct AuditLogService<S> {
+    inner: S,
+    log: Option<Arc<AuditLog>>,
+}
+
+/// Lets the innermost service write the admission record for this call.
+pub struct Admission {
+    log: Arc<AuditLog>,
+    base: AuditRecord,
+    admitted: AtomicBool,
+}
+
+impl Admission {
+    /// Writes "admitted" (durably when the tool may write). `Err` means: do not forward.
+    pub async fn admit(&self, call: &ToolCall) -> Result<(), Error> {
+        let (writes, _) = call.policy.writes(&call.upstream, &call.tool);
+        let mut record = self.base.clone();
+        record.phase = "admitted".into();
+        fill_decision(&mut record, call);
+        self.log.append(record, writes).await.map_err(audit_unavailable)?;
+        self.admitted.store(true, Ordering::Release);
+        Ok(())
+    }
+}
+
+fn audit_unavailable(reason: String) -> Error {
+    tracing::error!(reason = %reason, "audit log unavailable; failing the call closed");
+    Error::AuditUnavailable(reason)
+}
+
+fn fill_decision(record: &mut AuditRecord, call_trail: &ToolCall) {
+    let trail = &call_trail.trail;
+    record.dry_run = call_trail.policy.dry_run(&call_trail.upstream);
+    match trail.deciding() {
+        Some(d) => {
+            record.decision = d.decision.to_string();
+            record.rule = Some(d.rule);
+        }
+        None => record.decision = "allow".into(),
+    }
+}
+
+/// The parts of the record known before the call runs.
+fn base_record(call: &ToolCall) -> AuditRecord {
+    let meta = call.frame.params_as::<serde_json::Value>().ok().and_then(|p| p.get("_meta").cloned());
+    let traceparent = meta.as_ref().and_then(|m| m.get("traceparent")).and_then(|t| t.as_str()).map(str::to_string);
+    let mut args = call.arguments.clone();
+    call.policy.redactor().redact_json(&mut args);
+    AuditRecord {
+        session: audit::session_handle(&call.session.id),
+        principal: call.session.principal().to_string(),
+        client: call.session.client_hello().map(|c| c.client_info),
+        upstream: call.upstream.clone(),
+        tool: call.public_name.clone(),
+        upstream_tool: call.tool.name.clone(),
+        jsonrpc_id: call.frame.id().unwrap_or("null").to_string(),
+        meta,
+        traceparent,
+        args_digest: crate::policy::tool::digest(&call.arguments),
+        args_redacted: Some(audit::cap(&args, ARGS_PREVIEW_BYTES)),
+        tool_digest: Some(call.tool.digest.clone()).filter(|d| !d.is_empty()),
+        policy_version: Some(call.policy.version.clone()),
+        ..Default::default()
+    }
+}
+
+/// Writes the completion record even if the call's future is dropped (client gone).
+struct Completion {
+    log: Arc<AuditLog>,
+    record: Option<AuditRecord>,
+    admission: Arc<Admission>,
+    started: Instant,
+}
+
+impl Completion {
+    fn finish(&mut self, outcome: &Result<Frame, Error>) -> Option<AuditRecord> {
+        let mut record = self.record.take()?;
+        record.phase = if self.admission.admitted.load(Ordering::Acquire) { "completed" } else { "denied" }.into();
+        record.latency_us = Some(self.started.elapsed().as_micros() as u64);
+        match outcome {
+            Ok(frame) => {
+                record.result_bytes = Some(frame.as_str().len());
+                let tool_error = frame.result().is_some_and(|r| r.contains("\"isError\":true"));
+                record.outcome = Some(
+                    if frame.is_error() {
+                        "error"
+                    } else if tool_error {
+                        "tool_error"
+                    } else {
+                        "ok"
+                    }
+                    .into(),
+                );
+                if record.phase == "denied" {
+                    record.outcome = Some("denied".into()); // e.g. invalid arguments answered as a tool error
+                }
+            }
+            Err(e) => {
+                record.outcome = Some(e.outcome().into());
+                record.error_code = Some(e.code());
+            }
+        }
+        Some(record)
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        if let Some(mut record) = self.record.take() {
+            record.phase = if self.admission.admitted.load(Ordering::Acquire) { "completed" } else { "denied" }.into();
+            record.outcome = Some("cancelled".into());
+            record.latency_us = Some(self.started.elapsed().as_micros() as u64);
+            let log = self.log.clone();
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    if let Err(e) = log.append(record, false).await {
+                        tracing::error!(error = %e, "could not record a cancelled call");
+                    }
+                });
+            }
+        }
+    }
+}
+
+impl<S> Service<ToolCall> for AuditLogService<S>
+where
+    S: Service<ToolCall, Response = Frame, Error = Error> + Send,
+    S::Future: Send + 'static,
+{
+    type Response = Frame;
+    type Error = Error;
+    type Future = BoxFuture<'static, Result<Frame, Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut call: ToolCall) -> Self::Future {
+        let Some(log) = self.log.clone() else { return self.inner.call(call).boxed() };
+        let base = base_record(&call);
+        let admission = Arc::new(Admission { log: log.clone(), base: base.clone(), admitted: AtomicBool::new(false) });
+        call.admission = Some(admission.clone());
+        let policy = call.policy.clone();
+        let trail = call.trail.clone();
+        let upstream = call.upstream.clone();
+        let mut completion = Completion { log: log.clone(), record: Some(base), admission, started: Instant::now() };
+        let inner = self.inner.call(call);
+        async move {
+            let outcome = inner.await;
+            let Some(mut record) = completion.finish(&outcome) else { return outcome };
+            record.dry_run = policy.dry_run(&upstream);
+            match trail.deciding() {
+                Some(d) => {
+                    record.decision = d.decision.to_string();
+                    record.rule = Some(d.rule);
+                }
+                None => record.decision = "allow".into(),
+            }
+            record.redactions = Some(trail.redactions());
+            log.append(record, false).await.map_err(audit_unavailable)?;
+            outcome
+        }
+        .boxed()
+    }
+}
