@@ -142,6 +142,10 @@ impl Error {
                     .into()
             }
             Error::UnknownTool(name) => format!("Unknown tool: {name}"),
+            // Policy messages start with a tool name; keep its case.
+            Error::ReadOnly { .. } | Error::PolicyDenied { .. } | Error::ToolDefinitionChanged { .. } => {
+                self.to_string()
+            }
             other => {
                 let mut s = other.to_string();
                 if let Some(first) = s.get_mut(0..1) {

@@ -34,9 +34,10 @@ impl Trail {
     pub fn entries(&self) -> Vec<TrailEntry> {
         self.0.lock().expect("trail lock").clone()
     }
-    /// The entry that decided the call: the first denial (real or dry-run), else the last allow.
+    /// The entry that decided the call: the first denial (real or dry-run), else the first
+    /// allow (the allowlist rule that let the tool be called at all).
     pub fn deciding(&self) -> Option<TrailEntry> {
         let entries = self.entries();
-        entries.iter().find(|e| e.decision != "allow").cloned().or_else(|| entries.last().cloned())
+        entries.iter().find(|e| e.decision != "allow").or_else(|| entries.first()).cloned()
     }
 }

@@ -12,5 +12,6 @@ mod multi_upstream;
 mod policy;
 mod process_leak;
 mod server_everything;
+mod transcripts;
 mod transport_matrix;
 mod upstream_failures;
