@@ -203,3 +203,42 @@ where
         .boxed()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::enforce_read_only::EnforceReadOnlyLayer;
+    use crate::layers::testing::*;
+    use crate::policy::stack::ForwardToUpstreamForTests;
+    use tower::{ServiceBuilder, ServiceExt};
+
+    async fn audited(
+        policy: &crate::policy::Policy,
+        tool: &str,
+        ro: Option<bool>,
+        log: &Arc<AuditLog>,
+    ) -> Result<Frame, Error> {
+        let service = ServiceBuilder::new()
+            .layer(AuditLogLayer::new(Some(log.clone())))
+            .layer(EnforceReadOnlyLayer)
+            .service(ForwardToUpstreamForTests);
+        service.oneshot(call(policy, tool, ro, json!({"k": "v"}))).await
+    }
+
+    #[tokio::test]
+    async fn forwarded_calls_get_two_records_and_denials_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path, 1 << 20).unwrap();
+        let policy = crate::policy::Policy::annotations_only(false);
+        assert!(audited(&policy, "read", Some(true), &log).await.is_ok());
+        assert_eq!(audited(&policy, "write", Some(false), &log).await.unwrap_err().code(), -31002);
+        let records = crate::audit::read::records(&path).unwrap();
+        let phases: Vec<&str> = records.iter().map(|r| r.phase.as_str()).collect();
+        assert_eq!(phases, ["admitted", "completed", "denied"]);
+        assert_eq!(records[1].outcome.as_deref(), Some("ok"));
+        assert_eq!(records[2].rule.as_deref(), Some("default:read-only"));
+        assert_eq!(records[2].error_code, Some(-31002));
+        assert!(crate::audit::read::verify(&path).is_ok());
+    }
+}

@@ -35,3 +35,25 @@ fn require_pinned_definition(call: &ToolCall) -> Option<ShortCircuit> {
     };
     call.enforce("pin", decision).err().map(|d| Err(Error::ToolDefinitionChanged { rule: d.rule, reason: d.reason }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::testing::*;
+    use crate::policy::ToolDefinition;
+
+    #[tokio::test]
+    async fn a_definition_that_differs_from_its_pin_is_refused() {
+        let policy = crate::policy::Policy::annotations_only(false);
+        let pinned = call_with(&policy, ToolDefinition::new("t", Some(true), None, "digest-a"), json!({}));
+        pinned.session.pins().observe("up", "t", "digest-a");
+        let (reply, forwarded) = run(RequirePinnedDefinitionLayer, pinned).await;
+        assert!(reply.is_ok() && forwarded == 1);
+        let changed = call_with(&policy, ToolDefinition::new("t", Some(true), None, "digest-b"), json!({}));
+        changed.session.pins().observe("up", "t", "digest-a");
+        changed.session.pins().observe("up", "t", "digest-b");
+        let (reply, forwarded) = run(RequirePinnedDefinitionLayer, changed).await;
+        assert_eq!(reply.unwrap_err().code(), -31006);
+        assert_eq!(forwarded, 0);
+    }
+}

@@ -119,3 +119,28 @@ impl Service<ToolCall> for ForwardToUpstream {
         })
     }
 }
+
+/// For layer tests: admits like [`ForwardToUpstream`], then answers `ok` without an upstream.
+#[cfg(test)]
+#[derive(Clone, Copy)]
+pub struct ForwardToUpstreamForTests;
+
+#[cfg(test)]
+impl Service<ToolCall> for ForwardToUpstreamForTests {
+    type Response = Frame;
+    type Error = Error;
+    type Future = BoxFuture<'static, Result<Frame, Error>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, call: ToolCall) -> Self::Future {
+        Box::pin(async move {
+            if let Some(admission) = &call.admission {
+                admission.admit(&call).await?;
+            }
+            Ok(Frame::parse(jsonrpc::result("1", r#"{"content":[{"type":"text","text":"ok"}]}"#)).expect("valid"))
+        })
+    }
+}
