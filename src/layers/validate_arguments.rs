@@ -90,7 +90,13 @@ pub fn check_arguments(
     };
     let mut problems = Vec::new();
     if let Some(schema) = schema {
-        match cache.get(schema).as_ref() {
+        // A listed tool's digest covers its inputSchema; pinned schemas are keyed by content.
+        let compiled = if pinned.is_none() && !tool.digest.is_empty() {
+            cache.get_keyed(&tool.digest, schema)
+        } else {
+            cache.get(schema)
+        };
+        match compiled.as_ref() {
             Ok(validator) => problems.extend(
                 schema::violations(validator, args).into_iter().map(|v| format!("{}: {}", v.pointer, v.message)),
             ),

@@ -45,6 +45,21 @@ pub struct SchemaCache {
 const CACHE_LIMIT: usize = 4096;
 
 impl SchemaCache {
+    /// The validator for `schema`; `key` identifies it (the tool's definition digest, or the
+    /// pinned schema's path), so the hot path does not hash the schema again.
+    pub fn get_keyed(&self, key: &str, schema: &Value) -> Arc<Result<jsonschema::Validator, String>> {
+        if let Some(v) = self.validators.lock().expect("schema cache lock").get(key) {
+            return v.clone();
+        }
+        let compiled = Arc::new(compile(schema));
+        let mut map = self.validators.lock().expect("schema cache lock");
+        if map.len() >= CACHE_LIMIT {
+            map.clear();
+        }
+        map.insert(key.to_string(), compiled.clone());
+        compiled
+    }
+
     pub fn get(&self, schema: &Value) -> Arc<Result<jsonschema::Validator, String>> {
         let key = super::tool::digest(schema);
         if let Some(v) = self.validators.lock().expect("schema cache lock").get(&key) {

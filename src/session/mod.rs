@@ -88,6 +88,9 @@ struct Backoff {
 
 struct Slot {
     config: Arc<UpstreamConfig>,
+    /// The live connection, read without waiting on every call.
+    live: Mutex<Option<Arc<Peer>>>,
+    /// Held while (re)connecting, so concurrent calls start one connection, not several.
     peer: tokio::sync::Mutex<Option<Arc<Peer>>>,
     backoff: Mutex<Backoff>,
     lists: Mutex<HashMap<ListKind, Arc<UpstreamList>>>,
@@ -138,6 +141,7 @@ impl Session {
             .iter()
             .map(|c| Slot {
                 config: c.clone(),
+                live: Mutex::new(None),
                 peer: tokio::sync::Mutex::new(None),
                 backoff: Mutex::new(Backoff::default()),
                 lists: Mutex::new(HashMap::new()),
@@ -204,6 +208,7 @@ impl Session {
         let peers: Vec<Arc<Peer>> = {
             let mut out = Vec::new();
             for slot in &self.slots {
+                slot.live.lock().expect("live lock").take();
                 if let Some(p) = slot.peer.lock().await.take() {
                     out.push(p);
                 }
@@ -454,6 +459,9 @@ impl Session {
     /// The live connection to upstream `slot`, (re)connecting if needed, with backoff.
     async fn peer(&self, slot: usize) -> Result<Arc<Peer>, Error> {
         let s = &self.slots[slot];
+        if let Some(peer) = s.live.lock().expect("live lock").as_ref().filter(|p| !p.is_closed()) {
+            return Ok(peer.clone());
+        }
         let mut current = s.peer.lock().await;
         if let Some(peer) = current.as_ref() {
             if !peer.is_closed() {
@@ -481,6 +489,7 @@ impl Session {
                 tokio::spawn(pump(self.me.clone(), slot, events));
                 peer.start_ordered_delivery();
                 *current = Some(peer.clone());
+                *s.live.lock().expect("live lock") = Some(peer.clone());
                 Ok(peer)
             }
             Err(e) => {

@@ -1,53 +1,124 @@
 //! stdio downstream: the client launched us and speaks newline-delimited JSON-RPC on our
 //! stdin/stdout. stdout carries only JSON-RPC; logs go to stderr.
+//!
+//! stdin and stdout are served by one plain thread each: tokio's stdio hands every read and
+//! write to its blocking pool, which costs a thread hop per message. The writer sends whatever
+//! is queued in one write.
 
 use crate::error::Error;
 use crate::jsonrpc::{Frame, FrameError, Kind};
 use crate::session::{RequestCtx, Session};
-use futures::StreamExt;
+use std::io::{BufRead, Write};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
-use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Serves one client until stdin closes or `shutdown` fires, then drains and closes the session.
-pub async fn serve(session: Arc<Session>, max_message: usize, shutdown: CancellationToken, grace: Duration) {
-    let (tx, mut rx) = mpsc::channel::<String>(1024);
-    session.outbound.attach(tx.clone());
-    let writer = tokio::spawn(async move {
-        let mut out = tokio::io::stdout();
-        while let Some(mut line) = rx.recv().await {
-            line.push('\n');
-            if out.write_all(line.as_bytes()).await.is_err() || out.flush().await.is_err() {
-                break;
+/// One line from stdin, or the news that it was too long.
+enum Incoming {
+    Line(String),
+    TooLong,
+}
+
+/// Reads lines on a thread; stops at EOF or when the receiver is gone.
+fn spawn_reader(max: usize) -> mpsc::Receiver<Incoming> {
+    let (tx, rx) = mpsc::channel(256);
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin();
+        let mut input = stdin.lock();
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let mut too_long = false;
+            // Read up to the newline, keeping at most `max` bytes (no unbounded buffering).
+            loop {
+                let buf = match input.fill_buf() {
+                    Ok(b) => b,
+                    Err(_) => return,
+                };
+                if buf.is_empty() {
+                    if !line.is_empty() && !too_long {
+                        let _ = tx.blocking_send(Incoming::Line(String::from_utf8_lossy(&line).into_owned()));
+                    }
+                    return;
+                }
+                let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
+                    Some(i) => (&buf[..i], Some(i + 1)),
+                    None => (buf, None),
+                };
+                if line.len() + chunk.len() > max {
+                    too_long = true;
+                    line.clear();
+                } else if !too_long {
+                    line.extend_from_slice(chunk);
+                }
+                let used = done.unwrap_or(buf.len());
+                input.consume(used);
+                if done.is_some() {
+                    break;
+                }
+            }
+            let item = if too_long {
+                Incoming::TooLong
+            } else {
+                match String::from_utf8(std::mem::take(&mut line)) {
+                    Ok(text) => Incoming::Line(text),
+                    Err(_) => Incoming::Line("\u{fffd}".into()), // not UTF-8: answered as a parse error
+                }
+            };
+            if tx.blocking_send(item).is_err() {
+                return;
             }
         }
     });
+    rx
+}
+
+/// Writes messages on a thread, batching whatever is queued; ends when every sender is gone.
+fn spawn_writer(mut rx: mpsc::Receiver<String>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let stdout = std::io::stdout();
+        let mut batch = String::new();
+        while let Some(first) = rx.blocking_recv() {
+            batch.clear();
+            batch.push_str(&first);
+            batch.push('\n');
+            while let Ok(more) = rx.try_recv() {
+                batch.push_str(&more);
+                batch.push('\n');
+            }
+            let mut out = stdout.lock();
+            if out.write_all(batch.as_bytes()).and_then(|()| out.flush()).is_err() {
+                break;
+            }
+        }
+    })
+}
+
+/// Serves one client until stdin closes or `shutdown` fires, then drains and closes the session.
+pub async fn serve(session: Arc<Session>, max_message: usize, shutdown: CancellationToken, grace: Duration) {
+    let (tx, rx) = mpsc::channel::<String>(1024);
+    session.outbound.attach(tx.clone());
+    let writer = spawn_writer(rx);
+    let mut lines = spawn_reader(max_message);
 
     let tasks = TaskTracker::new();
-    let mut lines = FramedRead::new(tokio::io::stdin(), LinesCodec::new_with_max_length(max_message));
     loop {
-        let line = tokio::select! {
-            line = lines.next() => line,
+        let incoming = tokio::select! {
+            line = lines.recv() => line,
             _ = shutdown.cancelled() => break,
         };
-        let text = match line {
+        let text = match incoming {
             None => break,
-            Some(Ok(text)) if text.trim().is_empty() => continue,
-            Some(Ok(text)) => text,
-            Some(Err(LinesCodecError::MaxLineLengthExceeded)) => {
+            Some(Incoming::Line(text)) if text.trim().is_empty() => continue,
+            Some(Incoming::Line(text)) => text,
+            Some(Incoming::TooLong) => {
                 let e = Error::InvalidRequest(format!(
                     "message larger than {max_message} bytes; split the data or raise server.max_body_bytes"
                 ));
                 let _ = tx.send(e.to_jsonrpc(None)).await;
                 continue;
-            }
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "stdin failed");
-                break;
             }
         };
         let frame = match Frame::parse(text) {
@@ -85,5 +156,5 @@ pub async fn serve(session: Arc<Session>, max_message: usize, shutdown: Cancella
     session.close().await;
     session.outbound.detach();
     drop(tx);
-    let _ = writer.await;
+    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
 }

@@ -58,13 +58,21 @@ impl StdioWire {
         let (tx, mut rx) = mpsc::unbounded_channel::<String>();
         let name = config.name.clone();
         tokio::spawn(async move {
-            while let Some(mut line) = rx.recv().await {
-                line.push('\n');
-                if let Err(e) = stdin.write_all(line.as_bytes()).await {
+            let mut batch = String::new();
+            while let Some(first) = rx.recv().await {
+                // Everything already queued goes out in one write; the child sees each message
+                // as soon as it is sent, and a burst costs one syscall instead of one per line.
+                batch.clear();
+                batch.push_str(&first);
+                batch.push('\n');
+                while let Ok(more) = rx.try_recv() {
+                    batch.push_str(&more);
+                    batch.push('\n');
+                }
+                if let Err(e) = stdin.write_all(batch.as_bytes()).await {
                     tracing::debug!(upstream = %name, error = %e, "upstream stdin closed");
                     break;
                 }
-                // Flush per message: the child must see a request as soon as it is sent.
                 if stdin.flush().await.is_err() {
                     break;
                 }
