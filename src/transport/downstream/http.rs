@@ -25,7 +25,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
@@ -235,11 +234,12 @@ async fn post_message(State(state): State<Arc<HttpState>>, headers: HeaderMap, b
         header_str(&headers, "accept").is_some_and(|a| a.contains("text/event-stream") || a.contains("*/*"));
     let (tx, rx) = mpsc::channel::<String>(64);
     let related = accepts_sse.then_some(tx);
-    let task = AbortOnDrop(tokio::spawn({
+    // Driven by this handler (no spawn): if the client goes away, dropping it cancels the call.
+    let handling: Handling = Box::pin({
         let session = session.clone();
         async move { session.handle(frame, RequestCtx { key, related }).await }
-    }));
-    let mut resp = respond(task, rx).await;
+    });
+    let mut resp = respond(handling, rx).await;
     if let Some(id) = new_id
         && let Ok(v) = HeaderValue::from_str(&id)
     {
@@ -248,29 +248,24 @@ async fn post_message(State(state): State<Arc<HttpState>>, headers: HeaderMap, b
     resp
 }
 
-/// Aborts the request's task if the client goes away, which cancels the upstream call.
-struct AbortOnDrop(JoinHandle<Option<String>>);
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
+/// One request being handled; the reply, or `None` if the client cancelled it.
+type Handling = std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send>>;
 
 /// JSON if the reply comes before anything related; otherwise an SSE stream ending in the reply.
-async fn respond(mut task: AbortOnDrop, mut rx: mpsc::Receiver<String>) -> Response {
+async fn respond(mut task: Handling, mut rx: mpsc::Receiver<String>) -> Response {
     let first = tokio::select! {
         biased;
         Some(msg) = rx.recv() => msg,
-        reply = &mut task.0 => {
+        reply = &mut task => {
             return match reply {
-                Ok(Some(text)) => json_response(StatusCode::OK, text),
+                Some(text) => json_response(StatusCode::OK, text),
                 // Cancelled by the client: nothing to say.
-                _ => StatusCode::ACCEPTED.into_response(),
+                None => StatusCode::ACCEPTED.into_response(),
             };
         }
     };
     enum St {
-        Streaming(AbortOnDrop, mpsc::Receiver<String>, Option<String>),
+        Streaming(Handling, mpsc::Receiver<String>, Option<String>),
         Done,
     }
     let stream = futures::stream::unfold(St::Streaming(task, rx, Some(first)), |st| async move {
@@ -279,10 +274,7 @@ async fn respond(mut task: AbortOnDrop, mut rx: mpsc::Receiver<String>) -> Respo
             St::Streaming(mut task, mut rx, None) => tokio::select! {
                 biased;
                 Some(msg) = rx.recv() => Some((sse_bytes(&msg), St::Streaming(task, rx, None))),
-                reply = &mut task.0 => match reply {
-                    Ok(Some(text)) => Some((sse_bytes(&text), St::Done)),
-                    _ => None,
-                },
+                reply = &mut task => reply.map(|text| (sse_bytes(&text), St::Done)),
             },
             St::Done => None,
         }

@@ -76,8 +76,7 @@ impl HttpWire {
         b
     }
 
-    /// Posts one message. Returns at once; the reply (if any) reaches the dispatcher.
-    pub fn send(&self, text: String, request_id: Option<u64>, frame: &Frame) -> Result<(), Error> {
+    fn post(&self, text: String, request_id: Option<u64>, frame: &Frame) -> (reqwest::RequestBuilder, PostContext) {
         let mut b = self
             .builder(reqwest::Method::POST)
             .header("content-type", "application/json")
@@ -95,24 +94,35 @@ impl HttpWire {
             }
             b = b.header("mcp-protocol-version", mcp::STATELESS_VERSION);
         }
-        let req = b.body(text);
         let ctx = PostContext {
-            upstream: self.upstream.clone(),
             dispatcher: self.dispatcher.clone(),
             state: self.state.clone(),
             request_id,
             is_initialize: frame.method() == "initialize",
         };
+        (b.body(text), ctx)
+    }
+
+    /// Posts one message and reads its HTTP reply; the JSON-RPC reply (if any) and anything the
+    /// upstream streamed before it reach the dispatcher. Runs inside the caller's task: no spawn
+    /// per call, and dropping the caller drops the request (closing the stream cancels it).
+    pub async fn send(&self, text: String, request_id: Option<u64>, frame: &Frame) -> Result<(), Error> {
+        let (req, ctx) = self.post(text, request_id, frame);
+        let outcome = match req.send().await {
+            Ok(resp) => ctx.read_response(resp).await,
+            Err(e) => Err(format!("request failed: {e}")),
+        };
+        outcome.map_err(|reason| Error::UpstreamUnavailable { upstream: self.upstream.clone(), reason })
+    }
+
+    /// Posts without waiting (a cancellation sent from a destructor).
+    pub fn send_detached(&self, text: String, frame: &Frame) {
+        let (req, ctx) = self.post(text, None, frame);
         tokio::spawn(async move {
-            let outcome = match req.send().await {
-                Ok(resp) => ctx.read_response(resp).await,
-                Err(e) => Err(format!("request failed: {e}")),
-            };
-            if let (Err(reason), Some(id)) = (outcome, ctx.request_id) {
-                ctx.dispatcher.fail(id, Error::UpstreamUnavailable { upstream: ctx.upstream.clone(), reason });
+            if let Ok(resp) = req.send().await {
+                let _ = ctx.read_response(resp).await;
             }
         });
-        Ok(())
     }
 
     /// Opens the GET stream for server-initiated messages (2025-11-25). Optional for servers.
@@ -151,7 +161,6 @@ impl HttpWire {
 }
 
 struct PostContext {
-    upstream: String,
     dispatcher: Arc<Dispatcher>,
     state: Arc<Mutex<State>>,
     request_id: Option<u64>,
@@ -174,8 +183,8 @@ impl PostContext {
         let content_type =
             resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
         if content_type.starts_with("text/event-stream") {
-            read_sse(resp, &self.dispatcher, self.request_id).await;
-            return if self.request_id.is_some() {
+            let replied = read_sse(resp, &self.dispatcher, self.request_id).await;
+            return if self.request_id.is_some() && !replied {
                 Err("the upstream's event stream ended without a reply".into())
             } else {
                 Ok(())
@@ -213,8 +222,9 @@ async fn read_limited(resp: reqwest::Response) -> Result<String, String> {
     String::from_utf8(body).map_err(|_| "reply is not UTF-8".to_string())
 }
 
-/// Reads SSE events until the stream ends; `via` ties them to the request that opened it.
-async fn read_sse(resp: reqwest::Response, dispatcher: &Dispatcher, via: Option<u64>) {
+/// Reads SSE events until the stream ends or carries the reply to `via` (the request that
+/// opened it); returns whether that reply came.
+async fn read_sse(resp: reqwest::Response, dispatcher: &Dispatcher, via: Option<u64>) -> bool {
     let mut parser = SseParser::new(MAX_MESSAGE);
     let mut stream = resp.bytes_stream();
     while let Some(chunk) = stream.next().await {
@@ -229,11 +239,12 @@ async fn read_sse(resp: reqwest::Response, dispatcher: &Dispatcher, via: Option<
                         && via.is_some_and(|id| frame.id() == Some(id.to_string().as_str()));
                     dispatcher.dispatch(frame, via);
                     if is_reply {
-                        return;
+                        return true;
                     }
                 }
                 Err(e) => tracing::warn!(upstream = %dispatcher.upstream, error = ?e, "dropping invalid SSE message"),
             }
         }
     }
+    false
 }

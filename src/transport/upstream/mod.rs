@@ -139,7 +139,7 @@ impl Wire {
     async fn send(&self, text: String, request_id: Option<u64>, frame: &Frame) -> Result<(), Error> {
         match self {
             Wire::Stdio(w) => w.send(text).await,
-            Wire::Http(w) => w.send(text, request_id, frame),
+            Wire::Http(w) => w.send(text, request_id, frame).await,
         }
     }
     async fn shutdown(&self) {
@@ -317,16 +317,19 @@ impl Peer {
         self.dispatcher.pending.lock().expect("pending lock").insert(id, PendingCall { reply: tx, related });
         let mut guard = PendingGuard { peer: self, id, armed: true };
         let text = frame.as_str().to_string();
-        if let Err(e) = self.wire.send(text, Some(id), &frame).await {
-            guard.armed = false;
-            self.dispatcher.pending.lock().expect("pending lock").remove(&id);
-            return Err(e);
-        }
-        let outcome = tokio::time::timeout(timeout, rx).await;
+        // The deadline covers the send too: an HTTP upstream answers within its POST.
+        let outcome = tokio::time::timeout(timeout, async {
+            self.wire.send(text, Some(id), &frame).await?;
+            rx.await.map_err(|_| self.dispatcher.unavailable())?
+        })
+        .await;
         guard.armed = false;
         match outcome {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(self.dispatcher.unavailable()),
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(e)) => {
+                self.dispatcher.pending.lock().expect("pending lock").remove(&id);
+                Err(e)
+            }
             Err(_) => {
                 self.dispatcher.pending.lock().expect("pending lock").remove(&id);
                 self.cancel_upstream(id, "timed out at the gateway");
@@ -346,9 +349,7 @@ impl Peer {
         // Fire and forget: cancellation is advisory and must not block the caller.
         match &self.wire {
             Wire::Stdio(w) => w.send_now(frame.into_string()),
-            Wire::Http(w) => {
-                let _ = w.send(frame.as_str().to_string(), None, &frame);
-            }
+            Wire::Http(w) => w.send_detached(frame.as_str().to_string(), &frame),
         }
     }
 
