@@ -22,7 +22,7 @@ use crate::policy::handle::PolicyHandle;
 use crate::policy::pins::{PinStatus, PinStore};
 use crate::policy::stack::{ToolCall, ToolCallService};
 use crate::policy::{Policy, ToolDefinition};
-use crate::transport::upstream::{Peer, RelatedSink, UpstreamEvent};
+use crate::transport::upstream::{Peer, RelatedSink};
 use catalog::{Catalog, ListKind, Route};
 use outbound::Outbound;
 use serde_json::value::RawValue;
@@ -30,7 +30,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -483,11 +482,15 @@ impl Session {
         }
         let client = self.client_hello().ok_or_else(|| Error::InvalidRequest("send initialize first".into()))?;
         match Peer::connect(&s.config, &client, &self.shared.http, self.shared.request_timeout).await {
-            Ok((peer, events)) => {
+            Ok(peer) => {
                 *s.backoff.lock().expect("backoff lock") = Backoff::default();
                 s.lists.lock().expect("lists lock").clear();
-                tokio::spawn(pump(self.me.clone(), slot, events));
-                peer.start_ordered_delivery();
+                let me = self.me.clone();
+                peer.set_event_sink(Box::new(move |frame, related| {
+                    if let Some(session) = me.upgrade() {
+                        session.on_upstream_event(slot, frame, related);
+                    }
+                }));
                 *current = Some(peer.clone());
                 *s.live.lock().expect("live lock") = Some(peer.clone());
                 Ok(peer)
@@ -788,20 +791,21 @@ impl Session {
 
     // ---------------------------------------------------------------- upstream → client
 
-    async fn on_upstream_event(&self, slot: usize, frame: Frame, related: Option<RelatedSink>) {
+    /// Called on the task that read the message, in arrival order; never waits.
+    fn on_upstream_event(&self, slot: usize, frame: Frame, related: Option<RelatedSink>) {
         match frame.kind() {
-            Kind::Request => self.relay_upstream_request(slot, frame, related).await,
-            Kind::Notification => self.relay_upstream_notification(slot, frame, related).await,
+            Kind::Request => self.relay_upstream_request(slot, frame, related),
+            Kind::Notification => self.relay_upstream_notification(slot, frame, related),
             Kind::Response => {}
         }
     }
 
-    async fn relay_upstream_request(&self, slot: usize, frame: Frame, related: Option<RelatedSink>) {
+    fn relay_upstream_request(&self, slot: usize, frame: Frame, related: Option<RelatedSink>) {
         let upstream_id = frame.id().unwrap_or("null").to_string();
         if frame.method() == "ping" {
             // Liveness checks are answered here; the client need not know.
-            if let Some(peer) = self.slots[slot].peer.lock().await.clone() {
-                let _ = peer.notify(&jsonrpc::result(&upstream_id, "{}")).await;
+            if let Some(peer) = self.slots[slot].live.lock().expect("live lock").clone() {
+                peer.send_now(jsonrpc::result(&upstream_id, "{}"));
             }
             return;
         }
@@ -815,10 +819,10 @@ impl Session {
         let n = self.next_server_request.fetch_add(1, Ordering::Relaxed);
         let client_id = format!("\"tg-{n}\"");
         self.server_requests.lock().expect("server_requests lock").insert(client_id.clone(), (slot, upstream_id));
-        self.deliver(frame.with_id(&client_id).into_string(), related).await;
+        self.deliver(frame.with_id(&client_id).into_string(), related);
     }
 
-    async fn relay_upstream_notification(&self, slot: usize, frame: Frame, related: Option<RelatedSink>) {
+    fn relay_upstream_notification(&self, slot: usize, frame: Frame, related: Option<RelatedSink>) {
         let method = frame.method().to_string();
         let mut related = related;
         let mut frame = frame;
@@ -858,7 +862,7 @@ impl Session {
             _ => {}
         }
         match self.redact_for_client(frame) {
-            Ok(frame) => self.deliver(frame.into_string(), related).await,
+            Ok(frame) => self.deliver(frame.into_string(), related),
             Err(e) => tracing::warn!(session = %self.id, error = %e, "withheld an upstream notification"),
         }
     }
@@ -878,21 +882,12 @@ impl Session {
         }
     }
 
-    async fn deliver(&self, text: String, related: Option<RelatedSink>) {
+    fn deliver(&self, text: String, related: Option<RelatedSink>) {
         let any_open = || {
             let inflight = self.inflight.lock().expect("inflight lock");
             inflight.values().filter_map(|e| e.related.clone()).find(|tx| !tx.is_closed())
         };
-        self.outbound.deliver(text, related, any_open).await;
-    }
-}
-
-/// Relays one upstream connection's events to its session until either ends.
-async fn pump(session: Weak<Session>, slot: usize, mut events: mpsc::UnboundedReceiver<UpstreamEvent>) {
-    while let Some(event) = events.recv().await {
-        let Some((frame, related)) = event.settle() else { continue };
-        let Some(session) = session.upgrade() else { continue };
-        session.on_upstream_event(slot, frame, related).await;
+        self.outbound.deliver(text, related, any_open);
     }
 }
 

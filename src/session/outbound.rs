@@ -21,12 +21,7 @@ pub struct Outbound {
 impl Outbound {
     /// Attaches the general stream, replacing any earlier one, and drains the backlog into it.
     pub fn attach(&self, tx: mpsc::Sender<String>) {
-        let pending: Vec<String> = self.backlog.lock().expect("backlog lock").drain(..).collect();
-        for text in pending {
-            if tx.try_send(text).is_err() {
-                break;
-            }
-        }
+        self.flush_backlog(&tx);
         *self.general.lock().expect("general lock") = Some(tx);
     }
 
@@ -34,34 +29,44 @@ impl Outbound {
         *self.general.lock().expect("general lock") = None;
     }
 
-    pub async fn deliver(
-        &self,
-        text: String,
-        related: Option<RelatedSink>,
-        any_open: impl Fn() -> Option<RelatedSink>,
-    ) {
+    /// Moves queued messages into `tx` while it has room; true when the backlog is empty.
+    fn flush_backlog(&self, tx: &mpsc::Sender<String>) -> bool {
+        let mut backlog = self.backlog.lock().expect("backlog lock");
+        while let Some(text) = backlog.pop_front() {
+            if let Err(e) = tx.try_send(text) {
+                backlog.push_front(e.into_inner());
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Never waits: a full stream falls through to the next choice, the backlog last.
+    pub fn deliver(&self, text: String, related: Option<RelatedSink>, any_open: impl Fn() -> Option<RelatedSink>) {
         let text = match related {
-            Some(tx) => match tx.send(text).await {
+            Some(tx) => match tx.try_send(text) {
                 Ok(()) => return,
-                Err(e) => e.0,
+                Err(e) => e.into_inner(),
             },
             None => text,
         };
         let general = self.general.lock().expect("general lock").clone();
         let text = match general {
-            Some(tx) => match tx.send(text).await {
+            Some(tx) if !self.flush_backlog(&tx) => text, // older messages still queued: keep order
+            Some(tx) => match tx.try_send(text) {
                 Ok(()) => return,
-                Err(e) => {
+                Err(mpsc::error::TrySendError::Closed(t)) => {
                     self.detach();
-                    e.0
+                    t
                 }
+                Err(mpsc::error::TrySendError::Full(t)) => t,
             },
             None => text,
         };
         let text = match any_open() {
-            Some(tx) => match tx.send(text).await {
+            Some(tx) => match tx.try_send(text) {
                 Ok(()) => return,
-                Err(e) => e.0,
+                Err(e) => e.into_inner(),
             },
             None => text,
         };

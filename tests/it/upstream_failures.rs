@@ -9,16 +9,22 @@ async fn crash_mid_call_fails_in_flight_calls_and_the_next_call_restarts() {
     let mut client = StdioClient::spawn(&["--", fixture_bin()]);
     client.initialize(json!({})).await;
     // Two calls in flight when the process dies: both must fail fast with a clear error.
-    client
-        .send(
-            &json!({"jsonrpc":"2.0","id":"s","method":"tools/call","params":{"name":"slow","arguments":{"ms":20000}}}),
-        )
-        .await;
+    client.request("tools/list", json!({})).await;
+    // Warm the slow tool's argument validator, so nothing delays its forwarding below.
+    assert_eq!(first_text(&client.call_tool("slow", json!({"ms": 1})).await["result"]), "slept 1ms");
+    let slow =
+        json!({"jsonrpc":"2.0","id":"s","method":"tools/call","params":{"name":"slow","arguments":{"ms":20000}}});
+    client.send(&slow).await;
+    // A second request with the same id is refused only once the first is in flight (and with
+    // the tool list known, it is forwarded in the same step).
+    client.send(&slow).await;
+    let dup = client.recv_until(|m| m["id"] == "s").await;
+    assert_eq!(dup["error"]["code"], -32600, "{dup}");
     let crash = client.call_tool("crash", json!({})).await;
     assert_eq!(crash["error"]["code"], -31005, "{crash}");
     assert!(crash["error"]["message"].as_str().unwrap().contains("exited"), "{crash}");
     let slow = client.recv_until(|m| m["id"] == "s").await;
-    assert_eq!(slow["error"]["code"], -31005, "{slow}");
+    assert_eq!(slow["error"]["code"], -31005, "{slow}\n{}", client.stderr());
     // Next use restarts the upstream.
     let reply = client.call_tool("echo", json!({"message": "back"})).await;
     assert_eq!(first_text(&reply["result"]), "Echo: back", "{reply}");

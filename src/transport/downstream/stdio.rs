@@ -98,7 +98,8 @@ fn spawn_writer(mut rx: mpsc::Receiver<String>) -> std::thread::JoinHandle<()> {
 
 /// Serves one client until stdin closes or `shutdown` fires, then drains and closes the session.
 pub async fn serve(session: Arc<Session>, max_message: usize, shutdown: CancellationToken, grace: Duration) {
-    let (tx, rx) = mpsc::channel::<String>(1024);
+    // Roomy: upstream messages are queued without waiting (see session::outbound).
+    let (tx, rx) = mpsc::channel::<String>(8192);
     session.outbound.attach(tx.clone());
     let writer = spawn_writer(rx);
     let mut lines = spawn_reader(max_message);

@@ -3,7 +3,7 @@
 //! A [`Peer`] owns the request-id space towards its upstream: every request the gateway sends
 //! gets a fresh integer id, so ids from different clients can never collide upstream. Replies are
 //! matched back through `pending`; everything else the upstream sends (its requests to the
-//! client, notifications) goes out as [`UpstreamEvent`]s to the session that owns the peer.
+//! client, notifications) goes to the [`EventSink`] of the session that owns the peer.
 
 pub mod http;
 pub mod stdio;
@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::jsonrpc::{self, Frame, Kind};
 use crate::mcp::lifecycle::{self, ClientHello, ServerHello};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -22,32 +22,11 @@ use tokio_util::sync::CancellationToken;
 /// Where messages related to one forwarded request should go (the client's open POST stream).
 pub type RelatedSink = mpsc::Sender<String>;
 
-/// Something the upstream sent, in the order it sent it.
-#[derive(Debug)]
-pub enum UpstreamEvent {
-    /// A request or notification for the client.
-    Message {
-        frame: Frame,
-        /// Set when the upstream tied the message to one of our requests (its POST's SSE stream).
-        related: Option<RelatedSink>,
-    },
-    /// A reply to a gateway request. It travels the same queue as messages so that a
-    /// notification sent before a reply (the last progress step) reaches the client first.
-    Reply { frame: Frame, to: oneshot::Sender<Result<Frame, Error>> },
-}
-
-impl UpstreamEvent {
-    /// Completes a reply; messages are for the session.
-    pub fn settle(self) -> Option<(Frame, Option<RelatedSink>)> {
-        match self {
-            UpstreamEvent::Reply { frame, to } => {
-                let _ = to.send(Ok(frame));
-                None
-            }
-            UpstreamEvent::Message { frame, related } => Some((frame, related)),
-        }
-    }
-}
+/// Receives what the upstream sends that is not a reply to a gateway request (its requests to
+/// the client, notifications), synchronously and in arrival order, on the task that read it.
+/// `related` is set when the upstream tied the message to one of our requests (its POST's SSE
+/// stream).
+pub type EventSink = Box<dyn Fn(Frame, Option<RelatedSink>) + Send + Sync>;
 
 struct PendingCall {
     reply: oneshot::Sender<Result<Frame, Error>>,
@@ -55,26 +34,38 @@ struct PendingCall {
 }
 
 /// Matches replies to requests and hands everything else to the session.
+///
+/// Order is kept without a queue: messages go to the sink on the reading task before any later
+/// reply is completed, so a progress notification sent before a reply reaches the client first.
 pub struct Dispatcher {
     upstream: String,
     pending: Mutex<HashMap<u64, PendingCall>>,
-    events: mpsc::UnboundedSender<UpstreamEvent>,
+    sink: OnceLock<EventSink>,
+    /// Messages that arrived before the session attached its sink (during the handshake).
+    early: Mutex<Vec<(Frame, Option<RelatedSink>)>>,
     closed: CancellationToken,
     close_reason: OnceLock<String>,
-    /// Once the session drains `events`, replies go through it too (see [`UpstreamEvent::Reply`]).
-    ordered: AtomicBool,
 }
 
 impl Dispatcher {
-    fn new(upstream: &str, events: mpsc::UnboundedSender<UpstreamEvent>) -> Arc<Dispatcher> {
+    fn new(upstream: &str) -> Arc<Dispatcher> {
         Arc::new(Dispatcher {
             upstream: upstream.to_string(),
             pending: Mutex::new(HashMap::new()),
-            events,
+            sink: OnceLock::new(),
+            early: Mutex::new(Vec::new()),
             closed: CancellationToken::new(),
             close_reason: OnceLock::new(),
-            ordered: AtomicBool::new(false),
         })
+    }
+
+    /// Attaches the session's sink and hands it what arrived before.
+    fn set_sink(&self, sink: EventSink) {
+        let mut early = self.early.lock().expect("early lock");
+        for (frame, related) in early.drain(..) {
+            sink(frame, related);
+        }
+        let _ = self.sink.set(sink);
     }
 
     /// A frame arrived from upstream. `via` is the request whose HTTP response carried it.
@@ -83,9 +74,6 @@ impl Dispatcher {
             let id = frame.id().and_then(|i| i.parse::<u64>().ok());
             let call = id.and_then(|id| self.pending.lock().expect("pending lock").remove(&id));
             match call {
-                Some(call) if self.ordered.load(Ordering::Acquire) => {
-                    let _ = self.events.send(UpstreamEvent::Reply { frame, to: call.reply });
-                }
                 Some(call) => {
                     let _ = call.reply.send(Ok(frame));
                 }
@@ -97,7 +85,14 @@ impl Dispatcher {
         }
         let related =
             via.and_then(|id| self.pending.lock().expect("pending lock").get(&id).and_then(|c| c.related.clone()));
-        let _ = self.events.send(UpstreamEvent::Message { frame, related });
+        if let Some(sink) = self.sink.get() {
+            return sink(frame, related);
+        }
+        let mut early = self.early.lock().expect("early lock");
+        match self.sink.get() {
+            Some(sink) => sink(frame, related),
+            None => early.push((frame, related)),
+        }
     }
 
     /// The connection is gone: fail every waiting request with a clear error.
@@ -189,9 +184,8 @@ impl Peer {
         client: &ClientHello,
         http: &reqwest::Client,
         timeout: Duration,
-    ) -> Result<(Arc<Peer>, mpsc::UnboundedReceiver<UpstreamEvent>), Error> {
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let dispatcher = Dispatcher::new(&config.name, events_tx);
+    ) -> Result<Arc<Peer>, Error> {
+        let dispatcher = Dispatcher::new(&config.name);
         let wire = match (&config.command, &config.url) {
             (Some(_), _) => Wire::Stdio(stdio::StdioWire::spawn(config, dispatcher.clone())?),
             (_, Some(url)) => {
@@ -217,7 +211,7 @@ impl Peer {
         };
         tracing::info!(upstream = %peer.name, version = %hello.version, server = %hello.server_info, "upstream connected");
         let _ = peer.hello.set(hello);
-        Ok((peer, events_rx))
+        Ok(peer)
     }
 
     async fn handshake(&self, choice: ProtocolChoice, client: &ClientHello) -> Result<ServerHello, Error> {
@@ -269,10 +263,21 @@ impl Peer {
         self.dispatcher.is_closed()
     }
 
-    /// Called once the owner drains the event queue: from now on replies are queued in order
-    /// with messages. (Before, during the handshake, nobody drains it yet.)
-    pub fn start_ordered_delivery(&self) {
-        self.dispatcher.ordered.store(true, Ordering::Release);
+    /// Where this connection's requests and notifications for the client go from now on.
+    pub fn set_event_sink(&self, sink: EventSink) {
+        self.dispatcher.set_sink(sink);
+    }
+
+    /// Sends a notification or a reply without waiting (from synchronous event handling).
+    pub fn send_now(&self, text: String) {
+        match &self.wire {
+            Wire::Stdio(w) => w.send_now(text),
+            Wire::Http(w) => {
+                if let Ok(frame) = Frame::parse(text.clone()) {
+                    w.send_detached(text, &frame);
+                }
+            }
+        }
     }
 
     fn next_id(&self) -> u64 {
