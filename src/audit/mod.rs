@@ -2,9 +2,13 @@
 //! `tollgate audit verify` detects edited, deleted and reordered records. The only audit I/O
 //! in the gateway is in this module.
 //!
-//! Chain: `hash = SHA-256(prev ‖ line-without-hash)`, where the line is the record serialized
-//! with `hash` as its last member. A hash chain detects edits, deletions and reordering inside
-//! the log, not a truncated tail (signed checkpoints are future work).
+//! Chain: `hash = SHA-256(prev ‖ body)`, hex. The body is the record as serde_json writes it
+//! without `hash` (fields in declaration order, nested JSON as received, no whitespace); the
+//! line on disk is that body with `,"hash":"…"` added as its last member. A verifier takes the
+//! line's bytes, strips that last member and hashes `prev` and the rest: it never has to
+//! re-serialize, so it can be written in any language. A hash chain detects edits, deletions
+//! and reordering inside the log, not a truncated tail nor a rewrite of the whole chain by
+//! someone who can write the file (keyed chains and signed checkpoints are future work).
 
 pub mod read;
 pub mod sink;
@@ -24,13 +28,16 @@ pub struct AuditRecord {
     /// Position in the log, continuing across rotated files.
     #[serde(default)]
     pub seq: u64,
-    /// "admitted" (before forwarding), "completed" (outcome), or "denied" (never forwarded).
+    /// "admitted" (before forwarding), "completed" (outcome), "denied" (never forwarded) or "config".
     pub phase: String,
     /// Digest of the session id (the id itself is a bearer-like handle and stays out of logs).
     pub session: String,
+    /// Who the call is attributed to (authenticated identity, or the local user for stdio).
     pub principal: String,
+    /// The client's self-reported `clientInfo` ({name, version}); untrusted, for attribution only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client: Option<Value>,
+    /// The upstream server the call was routed to.
     pub upstream: String,
     /// The name the client called (namespaced).
     pub tool: String,
@@ -44,35 +51,45 @@ pub struct AuditRecord {
     /// W3C trace context from `_meta.traceparent`: the link back to the LLM turn.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
-    /// SHA-256 of the canonical arguments.
+    /// Hex SHA-256 of the canonical arguments (sorted keys, no whitespace): proves equality
+    /// with arguments an investigator holds without the log holding them.
     pub args_digest: String,
     /// The arguments after redaction, size-capped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub args_redacted: Option<Value>,
     /// "allow", "deny" or "would_deny" (dry run).
     pub decision: String,
+    /// Id of the rule that decided (allowed or stopped) the call.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
+    /// The upstream's policy is in dry-run mode: denials are recorded as "would_deny" and not enforced.
     #[serde(default)]
     pub dry_run: bool,
     /// "ok", "tool_error", "error", "timeout", "denied", "withheld", "upstream_unavailable", "cancelled".
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,
+    /// JSON-RPC error code of the reply, when the call ended in an error.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_code: Option<i64>,
+    /// Time in the gateway from receiving the call to its reply, in microseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_us: Option<u64>,
+    /// Size of the reply sent to the client, in bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result_bytes: Option<usize>,
+    /// How many redactions were applied to the reply.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redactions: Option<usize>,
     /// Digest of the tool definition the call was decided against (its pin).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_digest: Option<String>,
+    /// Hash of the compiled policy that decided the call.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_version: Option<String>,
+    /// `hash` of the previous record in the log (`GENESIS` for the first); filled by the sink.
     #[serde(default)]
     pub prev: String,
+    /// Hex SHA-256 of `prev` followed by this line without `hash` (see the module doc); filled by the sink.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub hash: String,
 }
