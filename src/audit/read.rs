@@ -4,20 +4,36 @@ use super::{AuditRecord, GENESIS, chain_hash, unseal};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
+/// The rotated files of the log at `path` (`<path>.<N>`, N a plain decimal number), by N.
+/// Found by listing the directory, so a gap (the oldest files removed by retention) neither
+/// hides the newer ones nor lets rotation reuse a lower number.
+pub fn rotated_files(path: &Path) -> Vec<(u64, PathBuf)> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Vec::new();
+    };
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut rotated: Vec<(u64, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let file_name = e.file_name();
+            let suffix = file_name.to_str()?.strip_prefix(name)?.strip_prefix('.')?;
+            let n: u64 = suffix.parse().ok()?;
+            // Only the canonical spelling: no sign, no leading zeros, nothing after the digits.
+            (n.to_string() == suffix).then(|| (n, path.with_file_name(file_name)))
+        })
+        .collect();
+    rotated.sort_unstable_by_key(|(n, _)| *n);
+    rotated
+}
+
 /// `audit.jsonl.1, audit.jsonl.2, …, audit.jsonl` (oldest first), those that exist.
 pub fn files_in_order(path: &Path) -> Vec<PathBuf> {
-    let mut rotated = Vec::new();
-    for n in 1.. {
-        let p = PathBuf::from(format!("{}.{n}", path.display()));
-        if !p.exists() {
-            break;
-        }
-        rotated.push(p);
-    }
+    let mut files: Vec<PathBuf> = rotated_files(path).into_iter().map(|(_, p)| p).collect();
     if path.exists() {
-        rotated.push(path.to_path_buf());
+        files.push(path.to_path_buf());
     }
-    rotated
+    files
 }
 
 fn lines(path: &Path) -> Result<Vec<String>, String> {

@@ -2,7 +2,7 @@
 //! that keeps the chain across files, and an exclusive lock so two gateways never interleave
 //! one chain.
 
-use super::read::{files_in_order, last_record};
+use super::read::{files_in_order, last_record, rotated_files};
 use super::{AuditRecord, GENESIS, now_rfc3339, seal};
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::{File, OpenOptions};
@@ -34,6 +34,16 @@ fn open_locked(path: &Path) -> Result<Flock<File>, String> {
     })
 }
 
+/// Makes the directory entries for `path` durable (a new file, a rename), so that after a
+/// power loss an fsynced record is not in a file the directory has forgotten.
+fn sync_dir(path: &Path) -> Result<(), String> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| format!("cannot sync directory {}: {e}", dir.display()))
+}
+
 impl AuditLog {
     /// Opens (or creates) the log at `path`, continuing the chain of what is already there.
     pub fn open(path: &Path, max_bytes: u64) -> Result<Arc<AuditLog>, String> {
@@ -41,6 +51,7 @@ impl AuditLog {
             std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
         let file = open_locked(path)?;
+        sync_dir(path)?;
         let mut last = None;
         for f in files_in_order(path).iter().rev() {
             if let Some(r) = last_record(f)? {
@@ -92,14 +103,19 @@ impl AuditLog {
         Ok(record)
     }
 
-    /// Moves the full file aside as `<path>.<N>` and starts a new one; the chain continues.
+    /// Moves the full file aside as `<path>.<N>` (N one above the highest rotated file, never
+    /// an existing one) and starts a new one; the chain continues.
     fn rotate(&self, state: &mut State) -> Result<(), String> {
         state.file.sync_data().map_err(|e| format!("cannot sync audit log before rotation: {e}"))?;
-        let next = files_in_order(&self.path).len();
+        let next = rotated_files(&self.path).last().map_or(1, |(n, _)| n.saturating_add(1));
         let rotated = PathBuf::from(format!("{}.{next}", self.path.display()));
+        if rotated.exists() {
+            return Err(format!("cannot rotate audit log: {} already exists", rotated.display()));
+        }
         std::fs::rename(&self.path, &rotated).map_err(|e| format!("cannot rotate audit log: {e}"))?;
         state.file = open_locked(&self.path)?;
         state.size = 0;
+        sync_dir(&self.path)?;
         tracing::info!(rotated = %rotated.display(), "audit log rotated");
         Ok(())
     }
@@ -132,6 +148,45 @@ mod tests {
         assert!(files_in_order(&path).len() > 1, "expected rotation");
         let report = verify(&path).unwrap();
         assert_eq!(report.records, 10);
+    }
+
+    /// Retention removed the oldest rotated file, and the gateway restarted just after a
+    /// rotation (the current file empty): the chain must continue from the newest rotated
+    /// file, and the next rotation must not reuse the freed number.
+    #[tokio::test]
+    async fn chain_continues_when_the_oldest_rotated_file_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path, 1).unwrap(); // every record rotates
+        for i in 0..5 {
+            log.append(record(&format!("t{i}")), false).await.unwrap();
+        }
+        drop(log);
+        std::fs::remove_file(dir.path().join("audit.jsonl.1")).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        let log = AuditLog::open(&path, 1).unwrap();
+        let r = log.append(record("after"), false).await.unwrap();
+        assert_eq!(r.seq, 6);
+        assert!(dir.path().join("audit.jsonl.6").exists());
+        assert!(!dir.path().join("audit.jsonl.1").exists());
+        let files = files_in_order(&path);
+        assert_eq!(files.first().unwrap(), &dir.path().join("audit.jsonl.2"));
+        // The head is gone, so verify says so; from .2 on, the chain links up.
+        let err = verify(&path).unwrap_err();
+        assert!(err.contains("audit.jsonl.2:1") && err.contains("seq 2"), "{err}");
+    }
+
+    #[test]
+    fn rotated_files_are_ordered_by_number_and_only_canonical_names_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        for name in
+            ["audit.jsonl.10", "audit.jsonl.9", "audit.jsonl.01", "audit.jsonl.2.gz", "audit.jsonl.x", "other.1"]
+        {
+            std::fs::write(dir.path().join(name), "").unwrap();
+        }
+        let found: Vec<u64> = rotated_files(&path).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(found, [9, 10]);
     }
 
     #[tokio::test]
