@@ -102,12 +102,14 @@ pub fn chain_hash(prev: &str, body: &str) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The line for `record` (with `prev` set), and its hash.
-pub fn seal(record: &mut AuditRecord) -> String {
+/// Fills `record.hash` (from `record.prev` and the body) and answers the line to write, without
+/// its newline.
+pub fn seal(record: &mut AuditRecord) -> Result<String, String> {
     record.hash.clear();
-    let body = serde_json::to_string(record).expect("audit records serialize");
+    let body = serde_json::to_string(record).map_err(|e| format!("cannot serialize audit record: {e}"))?;
+    let open = body.strip_suffix('}').ok_or("audit record did not serialize as an object")?;
     record.hash = chain_hash(&record.prev, &body);
-    format!("{},\"hash\":\"{}\"}}", &body[..body.len() - 1], record.hash)
+    Ok(format!("{open},\"hash\":\"{}\"}}", record.hash))
 }
 
 /// Splits a line into the hashed body and the stored hash.
@@ -183,7 +185,7 @@ mod tests {
     fn sealed_lines_verify_and_edits_do_not() {
         let mut r =
             AuditRecord { phase: "completed".into(), tool: "t".into(), prev: GENESIS.into(), ..Default::default() };
-        let line = seal(&mut r);
+        let line = seal(&mut r).unwrap();
         let (body, hash) = unseal(&line).unwrap();
         assert_eq!(chain_hash(GENESIS, &body), hash);
         let edited = line.replace("\"t\"", "\"u\"");
