@@ -288,12 +288,8 @@ mod tests {
         f(&mut m.faults);
     }
 
-    /// Verifies an in-memory log's text through the file verifier.
     fn verify_memory(log: &AuditLog) -> Result<crate::audit::read::VerifyReport, String> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.jsonl");
-        std::fs::write(&path, log.memory_text().unwrap()).unwrap();
-        verify(&path)
+        crate::audit::read::verify_text("memory", &log.memory_text().unwrap())
     }
 
     #[tokio::test]
