@@ -124,33 +124,64 @@ pub fn session_handle(session_id: &str) -> String {
     chain_hash("session", session_id)[..16].to_string()
 }
 
-/// Caps a JSON value to about `max` bytes by shortening its strings (keeps the shape).
+/// Below this, [`cap`] cannot describe what it removed and answers `null`.
+pub const CAP_MIN: usize = 24;
+
+/// Caps a JSON value (already redacted) for `args_redacted`: the answer serializes to at most
+/// `max` bytes (for `max >= CAP_MIN`) and is the value itself when that fits. Otherwise it
+/// keeps the shape as far as it can: long strings (keys too) are cut and marked
+/// `…[N bytes]`, arrays and objects keep their first members and say how many were dropped,
+/// deep nesting is cut; if even that is too big, the value becomes a string giving its size.
 pub fn cap(value: &Value, max: usize) -> Value {
-    if value.to_string().len() <= max {
+    let size = value.to_string().len();
+    if size <= max {
         return value.clone();
     }
-    fn shorten(v: &Value, keep: usize) -> Value {
+    fn cut(s: &str, keep: usize) -> String {
+        if s.len() <= keep {
+            return s.to_string();
+        }
+        let mut end = keep;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…[{} bytes]", &s[..end], s.len())
+    }
+    fn shorten(v: &Value, keep: usize, items: usize, depth: usize) -> Value {
         match v {
-            Value::String(s) if s.len() > keep => {
-                let mut end = keep;
-                while !s.is_char_boundary(end) {
-                    end -= 1;
+            Value::String(s) => Value::String(cut(s, keep)),
+            Value::Array(_) | Value::Object(_) if depth == 0 => Value::String("…[nested]".into()),
+            Value::Array(a) => {
+                let mut out: Vec<Value> = a.iter().take(items).map(|i| shorten(i, keep, items, depth - 1)).collect();
+                if a.len() > items {
+                    out.push(Value::String(format!("…[{} more]", a.len() - items)));
                 }
-                Value::String(format!("{}…[{} bytes]", &s[..end], s.len()))
+                Value::Array(out)
             }
-            Value::Array(a) => Value::Array(a.iter().take(32).map(|i| shorten(i, keep)).collect()),
-            Value::Object(m) => Value::Object(m.iter().take(32).map(|(k, v)| (k.clone(), shorten(v, keep))).collect()),
+            Value::Object(m) => {
+                let mut out: serde_json::Map<String, Value> =
+                    m.iter().take(items).map(|(k, v)| (cut(k, keep), shorten(v, keep, items, depth - 1))).collect();
+                if m.len() > items {
+                    out.insert("…".into(), Value::String(format!("{} more keys", m.len() - items)));
+                }
+                Value::Object(out)
+            }
             other => other.clone(),
         }
     }
-    let mut keep = 256;
+    let (mut keep, mut items, mut depth) = (256, 32, 16);
     loop {
-        let out = shorten(value, keep);
-        if out.to_string().len() <= max || keep <= 8 {
+        let out = shorten(value, keep, items, depth);
+        if out.to_string().len() <= max {
             return out;
         }
-        keep /= 2;
+        if keep <= 8 && items <= 1 && depth <= 1 {
+            break;
+        }
+        (keep, items, depth) = ((keep / 2).max(8), (items / 2).max(1), (depth / 2).max(1));
     }
+    let summary = Value::String(format!("…[{size} bytes]"));
+    if summary.to_string().len() <= max { summary } else { Value::Null }
 }
 
 /// RFC 3339 UTC with microseconds, from the system clock.
@@ -200,6 +231,50 @@ mod tests {
         let t = now_rfc3339();
         assert_eq!(t.len(), 27, "{t}");
         assert!(t.starts_with("20") && t.ends_with('Z'));
+    }
+
+    fn arb_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            ".{0,300}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(6, 400, 40, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..40).prop_map(Value::Array),
+                prop::collection::vec((".{0,80}", inner), 0..40).prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// The bound holds for any value, and a value that fits is kept as it is.
+        #[test]
+        fn cap_bounds_any_value(v in arb_json(), max in CAP_MIN..3000) {
+            let c = cap(&v, max);
+            proptest::prop_assert!(c.to_string().len() <= max, "{} > {max}", c.to_string().len());
+            if v.to_string().len() <= max {
+                proptest::prop_assert_eq!(c, v);
+            }
+        }
+    }
+
+    #[test]
+    fn cap_bounds_many_long_keys_and_deep_nesting() {
+        // Before: 100 keys of 100 bytes came back at 3415 bytes for a 1024-byte cap.
+        let wide: serde_json::Map<String, Value> =
+            (0..100).map(|i| (format!("{}{i}", "k".repeat(100)), 1.into())).collect();
+        let c = cap(&Value::Object(wide), 1024);
+        assert!(c.to_string().len() <= 1024, "{}", c.to_string().len());
+        assert!(c.get("…").is_some(), "says keys were dropped: {c}");
+        let mut deep = Value::from("x".repeat(50));
+        for _ in 0..100 {
+            deep = Value::Array(vec![deep]);
+        }
+        assert!(cap(&deep, 100).to_string().len() <= 100);
+        assert_eq!(cap(&Value::from("x".repeat(100)), 3), Value::Null);
     }
 
     #[test]
