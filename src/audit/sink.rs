@@ -434,8 +434,18 @@ mod tests {
         let path = dir.path().join("audit.jsonl");
         let log = AuditLog::open(&path, 1 << 20).unwrap();
         log.append(record("evil\n{\"decision\":\"allow\"}"), false).await.unwrap();
+        // A fake hash member inside a value must not confuse where the body ends either.
+        let tool = "x\r\n{\"seq\":1,\"decision\":\"allow\",\"hash\":\"00\"}\u{2028}";
+        let args = serde_json::json!({"cmd": "rm -rf /\n{\"decision\":\"allow\"}", "k\n": ",\"hash\":\"00\"}"});
+        let r = AuditRecord { decision: "deny".into(), args_redacted: Some(args.clone()), ..record(tool) };
+        log.append(r, false).await.unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text.lines().count(), 1);
-        assert!(verify(&path).is_ok());
+        assert_eq!(text.lines().count(), 2);
+        assert!(!text.trim_end().contains(['\r']));
+        assert_eq!(verify(&path).unwrap().records, 2);
+        let back = crate::audit::read::records(&path).unwrap();
+        assert_eq!(back[0].tool, "evil\n{\"decision\":\"allow\"}");
+        assert_eq!((back[1].tool.as_str(), back[1].decision.as_str()), (tool, "deny"));
+        assert_eq!(back[1].args_redacted.as_ref(), Some(&args));
     }
 }
