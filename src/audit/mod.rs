@@ -2,9 +2,13 @@
 //! `tollgate audit verify` detects edited, deleted and reordered records. The only audit I/O
 //! in the gateway is in this module.
 //!
-//! Chain: `hash = SHA-256(prev ‖ line-without-hash)`, where the line is the record serialized
-//! with `hash` as its last member. A hash chain detects edits, deletions and reordering inside
-//! the log, not a truncated tail (signed checkpoints are future work).
+//! Chain: `hash = SHA-256(prev ‖ body)`, hex. The body is the record as serde_json writes it
+//! without `hash` (fields in declaration order, nested JSON as received, no whitespace); the
+//! line on disk is that body with `,"hash":"…"` added as its last member. A verifier takes the
+//! line's bytes, strips that last member and hashes `prev` and the rest: it never has to
+//! re-serialize, so it can be written in any language. A hash chain detects edits, deletions
+//! and reordering inside the log, not a truncated tail nor a rewrite of the whole chain by
+//! someone who can write the file (keyed chains and signed checkpoints are future work).
 
 pub mod read;
 pub mod sink;
@@ -24,13 +28,16 @@ pub struct AuditRecord {
     /// Position in the log, continuing across rotated files.
     #[serde(default)]
     pub seq: u64,
-    /// "admitted" (before forwarding), "completed" (outcome), or "denied" (never forwarded).
+    /// "admitted" (before forwarding), "completed" (outcome), "denied" (never forwarded) or "config".
     pub phase: String,
     /// Digest of the session id (the id itself is a bearer-like handle and stays out of logs).
     pub session: String,
+    /// Who the call is attributed to (authenticated identity, or the local user for stdio).
     pub principal: String,
+    /// The client's self-reported `clientInfo` ({name, version}); untrusted, for attribution only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client: Option<Value>,
+    /// The upstream server the call was routed to.
     pub upstream: String,
     /// The name the client called (namespaced).
     pub tool: String,
@@ -44,35 +51,45 @@ pub struct AuditRecord {
     /// W3C trace context from `_meta.traceparent`: the link back to the LLM turn.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
-    /// SHA-256 of the canonical arguments.
+    /// Hex SHA-256 of the canonical arguments (sorted keys, no whitespace): proves equality
+    /// with arguments an investigator holds without the log holding them.
     pub args_digest: String,
     /// The arguments after redaction, size-capped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub args_redacted: Option<Value>,
     /// "allow", "deny" or "would_deny" (dry run).
     pub decision: String,
+    /// Id of the rule that decided (allowed or stopped) the call.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
+    /// The upstream's policy is in dry-run mode: denials are recorded as "would_deny" and not enforced.
     #[serde(default)]
     pub dry_run: bool,
     /// "ok", "tool_error", "error", "timeout", "denied", "withheld", "upstream_unavailable", "cancelled".
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,
+    /// JSON-RPC error code of the reply, when the call ended in an error.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_code: Option<i64>,
+    /// Time in the gateway from receiving the call to its reply, in microseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_us: Option<u64>,
+    /// Size of the reply sent to the client, in bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result_bytes: Option<usize>,
+    /// How many redactions were applied to the reply.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redactions: Option<usize>,
     /// Digest of the tool definition the call was decided against (its pin).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_digest: Option<String>,
+    /// Hash of the compiled policy that decided the call.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_version: Option<String>,
+    /// `hash` of the previous record in the log (`GENESIS` for the first); filled by the sink.
     #[serde(default)]
     pub prev: String,
+    /// Hex SHA-256 of `prev` followed by this line without `hash` (see the module doc); filled by the sink.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub hash: String,
 }
@@ -85,12 +102,14 @@ pub fn chain_hash(prev: &str, body: &str) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The line for `record` (with `prev` set), and its hash.
-pub fn seal(record: &mut AuditRecord) -> String {
+/// Fills `record.hash` (from `record.prev` and the body) and answers the line to write, without
+/// its newline.
+pub fn seal(record: &mut AuditRecord) -> Result<String, String> {
     record.hash.clear();
-    let body = serde_json::to_string(record).expect("audit records serialize");
+    let body = serde_json::to_string(record).map_err(|e| format!("cannot serialize audit record: {e}"))?;
+    let open = body.strip_suffix('}').ok_or("audit record did not serialize as an object")?;
     record.hash = chain_hash(&record.prev, &body);
-    format!("{},\"hash\":\"{}\"}}", &body[..body.len() - 1], record.hash)
+    Ok(format!("{open},\"hash\":\"{}\"}}", record.hash))
 }
 
 /// Splits a line into the hashed body and the stored hash.
@@ -105,33 +124,64 @@ pub fn session_handle(session_id: &str) -> String {
     chain_hash("session", session_id)[..16].to_string()
 }
 
-/// Caps a JSON value to about `max` bytes by shortening its strings (keeps the shape).
+/// Below this, [`cap`] cannot describe what it removed and answers `null`.
+pub const CAP_MIN: usize = 24;
+
+/// Caps a JSON value (already redacted) for `args_redacted`: the answer serializes to at most
+/// `max` bytes (for `max >= CAP_MIN`) and is the value itself when that fits. Otherwise it
+/// keeps the shape as far as it can: long strings (keys too) are cut and marked
+/// `…[N bytes]`, arrays and objects keep their first members and say how many were dropped,
+/// deep nesting is cut; if even that is too big, the value becomes a string giving its size.
 pub fn cap(value: &Value, max: usize) -> Value {
-    if value.to_string().len() <= max {
+    let size = value.to_string().len();
+    if size <= max {
         return value.clone();
     }
-    fn shorten(v: &Value, keep: usize) -> Value {
+    fn cut(s: &str, keep: usize) -> String {
+        if s.len() <= keep {
+            return s.to_string();
+        }
+        let mut end = keep;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…[{} bytes]", &s[..end], s.len())
+    }
+    fn shorten(v: &Value, keep: usize, items: usize, depth: usize) -> Value {
         match v {
-            Value::String(s) if s.len() > keep => {
-                let mut end = keep;
-                while !s.is_char_boundary(end) {
-                    end -= 1;
+            Value::String(s) => Value::String(cut(s, keep)),
+            Value::Array(_) | Value::Object(_) if depth == 0 => Value::String("…[nested]".into()),
+            Value::Array(a) => {
+                let mut out: Vec<Value> = a.iter().take(items).map(|i| shorten(i, keep, items, depth - 1)).collect();
+                if a.len() > items {
+                    out.push(Value::String(format!("…[{} more]", a.len() - items)));
                 }
-                Value::String(format!("{}…[{} bytes]", &s[..end], s.len()))
+                Value::Array(out)
             }
-            Value::Array(a) => Value::Array(a.iter().take(32).map(|i| shorten(i, keep)).collect()),
-            Value::Object(m) => Value::Object(m.iter().take(32).map(|(k, v)| (k.clone(), shorten(v, keep))).collect()),
+            Value::Object(m) => {
+                let mut out: serde_json::Map<String, Value> =
+                    m.iter().take(items).map(|(k, v)| (cut(k, keep), shorten(v, keep, items, depth - 1))).collect();
+                if m.len() > items {
+                    out.insert("…".into(), Value::String(format!("{} more keys", m.len() - items)));
+                }
+                Value::Object(out)
+            }
             other => other.clone(),
         }
     }
-    let mut keep = 256;
+    let (mut keep, mut items, mut depth) = (256, 32, 16);
     loop {
-        let out = shorten(value, keep);
-        if out.to_string().len() <= max || keep <= 8 {
+        let out = shorten(value, keep, items, depth);
+        if out.to_string().len() <= max {
             return out;
         }
-        keep /= 2;
+        if keep <= 8 && items <= 1 && depth <= 1 {
+            break;
+        }
+        (keep, items, depth) = ((keep / 2).max(8), (items / 2).max(1), (depth / 2).max(1));
     }
+    let summary = Value::String(format!("…[{size} bytes]"));
+    if summary.to_string().len() <= max { summary } else { Value::Null }
 }
 
 /// RFC 3339 UTC with microseconds, from the system clock.
@@ -166,7 +216,7 @@ mod tests {
     fn sealed_lines_verify_and_edits_do_not() {
         let mut r =
             AuditRecord { phase: "completed".into(), tool: "t".into(), prev: GENESIS.into(), ..Default::default() };
-        let line = seal(&mut r);
+        let line = seal(&mut r).unwrap();
         let (body, hash) = unseal(&line).unwrap();
         assert_eq!(chain_hash(GENESIS, &body), hash);
         let edited = line.replace("\"t\"", "\"u\"");
@@ -181,6 +231,50 @@ mod tests {
         let t = now_rfc3339();
         assert_eq!(t.len(), 27, "{t}");
         assert!(t.starts_with("20") && t.ends_with('Z'));
+    }
+
+    fn arb_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            ".{0,300}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(6, 400, 40, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..40).prop_map(Value::Array),
+                prop::collection::vec((".{0,80}", inner), 0..40).prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// The bound holds for any value, and a value that fits is kept as it is.
+        #[test]
+        fn cap_bounds_any_value(v in arb_json(), max in CAP_MIN..3000) {
+            let c = cap(&v, max);
+            proptest::prop_assert!(c.to_string().len() <= max, "{} > {max}", c.to_string().len());
+            if v.to_string().len() <= max {
+                proptest::prop_assert_eq!(c, v);
+            }
+        }
+    }
+
+    #[test]
+    fn cap_bounds_many_long_keys_and_deep_nesting() {
+        // Before: 100 keys of 100 bytes came back at 3415 bytes for a 1024-byte cap.
+        let wide: serde_json::Map<String, Value> =
+            (0..100).map(|i| (format!("{}{i}", "k".repeat(100)), 1.into())).collect();
+        let c = cap(&Value::Object(wide), 1024);
+        assert!(c.to_string().len() <= 1024, "{}", c.to_string().len());
+        assert!(c.get("…").is_some(), "says keys were dropped: {c}");
+        let mut deep = Value::from("x".repeat(50));
+        for _ in 0..100 {
+            deep = Value::Array(vec![deep]);
+        }
+        assert!(cap(&deep, 100).to_string().len() <= 100);
+        assert_eq!(cap(&Value::from("x".repeat(100)), 3), Value::Null);
     }
 
     #[test]
