@@ -128,9 +128,20 @@ impl Drop for InflightGuard<'_> {
     }
 }
 
+/// The request's `_meta.progressToken` as raw JSON (a targeted read: no value tree is built).
 fn progress_token(frame: &Frame) -> Option<String> {
-    let params: serde_json::Value = frame.params_as().ok()?;
-    params.pointer("/_meta/progressToken").map(|t| t.to_string())
+    #[derive(serde::Deserialize)]
+    struct Params<'a> {
+        #[serde(rename = "_meta", borrow)]
+        meta: Option<Meta<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Meta<'a> {
+        #[serde(rename = "progressToken", borrow)]
+        token: Option<&'a RawValue>,
+    }
+    let params: Params = frame.params_as().ok()?;
+    params.meta?.token.map(|t| t.get().to_string())
 }
 
 impl Session {
