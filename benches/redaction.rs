@@ -4,7 +4,8 @@
 //! non-ASCII prose).
 //!
 //! `cargo bench --bench redaction` measures (release, about a second per row) and prints a
-//! Markdown table in MB/s of serialized JSON; `cargo test --all-targets` runs this file without
+//! Markdown table in MB/s of serialized JSON; `cargo bench --bench redaction -- 2 KB` measures
+//! only the rows whose name contains `2 KB`. `cargo test --all-targets` runs this file without
 //! `--bench`, which does one tiny pass per row as a smoke test and exits 0.
 
 use serde_json::{Value, json};
@@ -128,6 +129,8 @@ fn measure(redactor: &Redactor, inputs: &[Value], budget: Duration) -> (f64, usi
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let filter = filter.join(" ");
     let budget = if full { Duration::from_secs(1) } else { Duration::ZERO };
     let default = Redactor::new(&RedactionConfig::default()).expect("default rules compile");
     let sets = vec![RuleSet::Secrets, RuleSet::Pii, RuleSet::Terminal, RuleSet::Invisible];
@@ -154,7 +157,7 @@ fn main() {
         println!("| input ({avg} B average result) | MB/s | redactions per pass |");
         println!("|---|---|---|");
     }
-    for (name, redactor, inputs) in rows {
+    for (name, redactor, inputs) in rows.into_iter().filter(|row| row.0.contains(&filter)) {
         let (mbps, redactions) = measure(redactor, inputs, budget);
         if full {
             println!("| {name} | {mbps:.0} | {redactions} |");

@@ -87,24 +87,39 @@ fn is_camel_case(s: &str) -> bool {
 /// word (`password`, `client_secret`, `SessionToken`, `x-api-key`). Pagination keys
 /// (`nextPageToken`, `continuation_token`, `cursor`) are not secrets.
 pub fn secret_key_name(key: &str) -> Option<&'static str> {
-    if key.len() > 64 {
+    // Letters and digits only, lowercased, in a stack buffer: this runs for every object member.
+    let mut buf = [0u8; 64];
+    let mut len = 0;
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() {
+            *buf.get_mut(len)? = b.to_ascii_lowercase();
+            len += 1;
+        } else if !b"_-. ".contains(&b) {
+            return None;
+        }
+    }
+    let norm = &buf[..len];
+    const ENDINGS: [&[u8]; 9] = [
+        b"password",
+        b"passwd",
+        b"secret",
+        b"token",
+        b"apikey",
+        b"accesskey",
+        b"authkey",
+        b"privatekey",
+        b"signingkey",
+    ];
+    if !ENDINGS.iter().any(|e| norm.ends_with(e)) || is_pagination(norm) {
         return None;
     }
-    let norm: String =
-        key.bytes().filter(|b| b.is_ascii_alphanumeric()).map(|b| b.to_ascii_lowercase() as char).collect();
-    if is_pagination(&norm) {
-        return None;
-    }
-    const ENDINGS: [&str; 9] =
-        ["password", "passwd", "secret", "token", "apikey", "accesskey", "authkey", "privatekey", "signingkey"];
-    if !ENDINGS.iter().any(|e| norm.ends_with(e)) {
-        return None;
-    }
-    Some(if norm.contains("aws") || norm.ends_with("secretaccesskey") { "aws-secret-key" } else { "generic-secret" })
+    let aws = norm.windows(3).any(|w| w == b"aws") || norm.ends_with(b"secretaccesskey");
+    Some(if aws { "aws-secret-key" } else { "generic-secret" })
 }
 
-pub fn is_pagination(normalized_key: &str) -> bool {
-    ["page", "next", "cursor", "continuation"].iter().any(|w| normalized_key.contains(w))
+/// Does a normalized (lowercase letters and digits) key name a pagination cursor?
+pub fn is_pagination(normalized_key: &[u8]) -> bool {
+    [&b"page"[..], b"next", b"cursor", b"continuation"].iter().any(|w| normalized_key.windows(w.len()).any(|x| x == *w))
 }
 
 /// A keyword-context value that should be redacted: long enough, all value characters,
@@ -172,7 +187,16 @@ mod tests {
         ] {
             assert_eq!(secret_key_name(key), Some(rule), "{key}");
         }
-        for key in ["nextPageToken", "continuation_token", "max_tokens", "token_count", "AccessKeyId", "key", "text"] {
+        for key in [
+            "nextPageToken",
+            "continuation_token",
+            "max_tokens",
+            "token_count",
+            "AccessKeyId",
+            "key",
+            "text",
+            "token=[REDACTED:generic-secret]",
+        ] {
             assert_eq!(secret_key_name(key), None, "{key}");
         }
     }

@@ -60,17 +60,26 @@ const MAYBE: [bool; 256] = {
     t
 };
 
-/// Where the first character to remove starts, if any. A byte scan; only flagged bytes are decoded.
+/// Where the first character to remove starts, if any. Chunks of printable ASCII are skipped
+/// with a test the compiler vectorizes; only flagged bytes in other chunks are decoded.
 fn first_removable(s: &str, terminal: bool, invisible: bool) -> Option<usize> {
+    const CHUNK: usize = 16;
     let bytes = s.as_bytes();
     let mut i = 0;
-    while let Some(off) = bytes[i..].iter().position(|&b| MAYBE[b as usize]) {
-        i += off;
-        let c = s[i..].chars().next()?;
-        if (terminal && is_control(c)) || (invisible && is_invisible(c)) {
-            return Some(i);
+    while i < bytes.len() {
+        let end = (i + CHUNK).min(bytes.len());
+        let plain = bytes[i..end].iter().fold(true, |all, &b| all & (0x20..0x7F).contains(&b));
+        if !plain {
+            for j in i..end {
+                if MAYBE[bytes[j] as usize] {
+                    let c = s[j..].chars().next()?;
+                    if (terminal && is_control(c)) || (invisible && is_invisible(c)) {
+                        return Some(j);
+                    }
+                }
+            }
         }
-        i += c.len_utf8();
+        i = end;
     }
     None
 }

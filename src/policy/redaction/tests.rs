@@ -339,3 +339,26 @@ fn redactor_is_shareable_and_reports_its_rules() {
     assert!(ids.contains(&"generic-secret") && !ids.contains(&"email"));
     assert!(everything().rule_ids().contains(&"phone"));
 }
+
+/// Found by `redaction_is_idempotent_and_keeps_the_shape`: a key that only redaction turns into
+/// something ending in a secret word must not make the second pass redact its value.
+#[test]
+fn a_redacted_key_does_not_change_what_its_value_is() {
+    let mut v =
+        json!({"token=aAbAB0B1cgho_aAa000aAAAaaAAAAaaaA0adab0ieA2Cb3D4j": "aghr_aaaaa0A0AAAaaAaaAaAaaAbbij1kBWHlC2DE"});
+    let first = default().redact_json(&mut v);
+    assert_eq!(first.by_rule.get("generic-secret"), Some(&1), "{v}");
+    assert!(default().redact_json(&mut v).is_empty(), "{v}");
+}
+
+/// Found by `provider_tokens_are_redacted_whole`: `sk-` and `sk-ant-` start at the same place,
+/// and the keyword search reports only one of them; both rules must still run.
+#[test]
+fn keywords_hidden_behind_other_keywords_still_run_their_rules() {
+    let (out, report) = default().redact_str("sk-ant-api03-abcdefghijklmnopqrstuvwxyz012345-_AAAA");
+    assert_eq!(out, "[REDACTED:anthropic-key]");
+    assert_eq!(report.total, 1);
+    // A keyword starting inside another and running past it: `…_key` then `key…`.
+    let (out, _) = default().redact_str("aws_secret_access_key=wJalrXUtnFEMI/K7MDENG+bPxRfiCYzYxW9Ak3Q2");
+    assert_eq!(out, "aws_secret_access_key=[REDACTED:aws-secret-key]");
+}
