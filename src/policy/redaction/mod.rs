@@ -338,3 +338,5 @@ fn unique_key(map: &serde_json::Map<String, Value>, key: String) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod proptests;
