@@ -151,7 +151,7 @@ fn main() {
         ("1 MB base64 image `data` (default sets)", &default, &image),
         ("1 MB non-ASCII prose (default sets)", &default, &intl),
         ("~2 KB tool results (all sets incl. PII)", &all, &results),
-        ("1 MB clean text (all sets incl. PII)", &all, &clean),
+        ("1 MB text, author emails in commit lines (all sets incl. PII)", &all, &clean),
     ];
     if full {
         println!("| input ({avg} B average result) | MB/s | redactions per pass |");

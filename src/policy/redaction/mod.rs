@@ -10,6 +10,14 @@
 //! match confirmed by the rule's check (entropy, Luhn, not-an-identifier) before it is replaced
 //! by `[REDACTED:<rule-id>]` (see `scan`). A string nothing matched is returned borrowed.
 //!
+//! Rule ids (in reports and markers): secrets — `private-key`, `aws-access-key`, `github-token`,
+//! `gitlab-token`, `slack-token`, `stripe-key`, `google-api-key`, `anthropic-key`, `openai-key`,
+//! `jwt`, `connection-string` (the password only), `basic-auth`, `bearer-token`,
+//! `aws-secret-key`, `generic-secret` (the value after `password=`, `api_key:`…, and string
+//! values under such JSON keys, when ≥ 16 characters, ≥ 3.5 bits/char and not an identifier,
+//! path or placeholder); PII — `email`, `credit-card`, `phone`; `terminal-escape` and
+//! `invisible-unicode` (removed, not marked); custom rules under their own ids.
+//!
 //! Invariants (property-tested): redaction is idempotent (no replacement is matched again, and a
 //! pass that changed something is repeated until nothing does), and `redact_json` keeps the
 //! shape: same structure, same non-string values, same number of object members (two keys that
@@ -337,6 +345,6 @@ fn unique_key(map: &serde_json::Map<String, Value>, key: String) -> String {
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod tests;
