@@ -71,7 +71,8 @@ where
     fn call(&mut self, call: ToolCall) -> Self::Future {
         let policy = call.policy.clone();
         let trail = call.trail.clone();
-        let limit = policy.max_output_bytes(&call.upstream, &call.tool.name);
+        // The tool's or the defaults' cap wins; `[redaction] max_output_bytes` is the fallback.
+        let limit = policy.max_output_bytes(&call.upstream, &call.tool.name).or(policy.redactor().max_output_bytes());
         let inner = self.inner.call(call);
         async move {
             let reply = inner.await?;
