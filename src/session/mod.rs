@@ -11,6 +11,7 @@
 pub mod catalog;
 pub mod outbound;
 pub mod registry;
+pub mod store;
 
 use crate::config::UpstreamConfig;
 use crate::error::Error;
