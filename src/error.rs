@@ -55,6 +55,23 @@ pub enum Error {
     ShuttingDown,
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("{reason} (rule {rule})")]
+    ApprovalDenied { rule: String, reason: String },
+    #[error("{reason} (rule {rule})")]
+    RateLimited { rule: String, reason: String, retry_after: Duration },
+    #[error("session state store unavailable: {0}")]
+    StoreUnavailable(String),
+    /// An operator paused the session and did not resume it in time.
+    #[error("session is paused by an operator; the call waited {waited:?} and was not released")]
+    SessionPaused { waited: Duration },
+    #[error("session was stopped by an operator")]
+    SessionStopped,
+}
+
+impl From<crate::session::store::StoreError> for Error {
+    fn from(e: crate::session::store::StoreError) -> Self {
+        Error::StoreUnavailable(e.to_string())
+    }
 }
 
 pub mod code {
@@ -75,6 +92,11 @@ pub mod code {
     pub const AUDIT_UNAVAILABLE: i64 = -31007;
     pub const OUTPUT_WITHHELD: i64 = -31009;
     pub const SHUTTING_DOWN: i64 = -31010;
+    pub const APPROVAL_DENIED: i64 = -31003;
+    pub const RATE_LIMITED: i64 = -31008;
+    pub const STORE_UNAVAILABLE: i64 = -31011;
+    pub const SESSION_PAUSED: i64 = -31012;
+    pub const SESSION_STOPPED: i64 = -31013;
 }
 
 impl Error {
@@ -94,8 +116,14 @@ impl Error {
             Error::ReadOnly { .. }
             | Error::PolicyDenied { .. }
             | Error::OutputWithheld { .. }
-            | Error::ToolDefinitionChanged { .. } => Source::Policy,
-            Error::ShuttingDown | Error::Internal(_) | Error::AuditUnavailable(_) => Source::Internal,
+            | Error::ToolDefinitionChanged { .. }
+            | Error::ApprovalDenied { .. }
+            | Error::RateLimited { .. }
+            | Error::SessionPaused { .. }
+            | Error::SessionStopped => Source::Policy,
+            Error::ShuttingDown | Error::Internal(_) | Error::AuditUnavailable(_) | Error::StoreUnavailable(_) => {
+                Source::Internal
+            }
         }
     }
 
@@ -116,6 +144,11 @@ impl Error {
             Error::AuditUnavailable(_) => code::AUDIT_UNAVAILABLE,
             Error::ShuttingDown => code::SHUTTING_DOWN,
             Error::Internal(_) => code::INTERNAL_ERROR,
+            Error::ApprovalDenied { .. } => code::APPROVAL_DENIED,
+            Error::RateLimited { .. } => code::RATE_LIMITED,
+            Error::StoreUnavailable(_) => code::STORE_UNAVAILABLE,
+            Error::SessionPaused { .. } => code::SESSION_PAUSED,
+            Error::SessionStopped => code::SESSION_STOPPED,
         }
     }
 
@@ -127,7 +160,11 @@ impl Error {
             Error::ReadOnly { .. }
             | Error::PolicyDenied { .. }
             | Error::UnknownTool(_)
-            | Error::ToolDefinitionChanged { .. } => "denied",
+            | Error::ToolDefinitionChanged { .. }
+            | Error::ApprovalDenied { .. }
+            | Error::SessionStopped => "denied",
+            Error::RateLimited { .. } => "rate_limited",
+            Error::SessionPaused { .. } => "paused",
             Error::OutputWithheld { .. } => "withheld",
             _ => "error",
         }
@@ -141,11 +178,16 @@ impl Error {
                 "The audit log cannot record this call, so it was stopped (fail closed); the operator's logs say why"
                     .into()
             }
+            Error::StoreUnavailable(_) => {
+                "The session state store is unavailable, so this was refused (fail closed); retry shortly".into()
+            }
             Error::UnknownTool(name) => format!("Unknown tool: {name}"),
             // Policy messages start with a tool name; keep its case.
-            Error::ReadOnly { .. } | Error::PolicyDenied { .. } | Error::ToolDefinitionChanged { .. } => {
-                self.to_string()
-            }
+            Error::ReadOnly { .. }
+            | Error::PolicyDenied { .. }
+            | Error::ToolDefinitionChanged { .. }
+            | Error::ApprovalDenied { .. }
+            | Error::RateLimited { .. } => self.to_string(),
             other => {
                 let mut s = other.to_string();
                 if let Some(first) = s.get_mut(0..1) {
@@ -168,7 +210,11 @@ impl Error {
             Error::ReadOnly { rule, .. }
             | Error::PolicyDenied { rule, .. }
             | Error::OutputWithheld { rule, .. }
-            | Error::ToolDefinitionChanged { rule, .. } => Some(json!({ "rule": rule })),
+            | Error::ToolDefinitionChanged { rule, .. }
+            | Error::ApprovalDenied { rule, .. } => Some(json!({ "rule": rule })),
+            Error::RateLimited { rule, retry_after, .. } => {
+                Some(json!({ "rule": rule, "retryAfterMs": retry_after.as_millis() as u64 }))
+            }
             _ => None,
         }
     }

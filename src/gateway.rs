@@ -3,12 +3,15 @@
 //! every upstream child) → exit.
 
 use crate::audit::sink::AuditLog;
+use crate::config::StoreBackend;
 use crate::config::{Config, UpstreamConfig};
 use crate::policy::Policy;
 use crate::policy::handle::{PolicyHandle, Watch};
 use crate::policy::pins::PinStore;
 use crate::policy::stack;
+use crate::session::embedded::EmbeddedStore;
 use crate::session::registry::Registry;
+use crate::session::store::SessionStore;
 use crate::session::{self, Session, Shared};
 use crate::transport::downstream::{http, stdio};
 use anyhow::Context;
@@ -46,11 +49,33 @@ fn audit_log(config: &Config) -> anyhow::Result<Option<Arc<AuditLog>>> {
     }
 }
 
+/// The state store the config asks for; refuses to start if it cannot be opened or reached.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn SessionStore>> {
+    let store: Arc<dyn SessionStore> = match config.store.backend {
+        StoreBackend::Embedded => match config.store.resolved_file(&config.base_dir) {
+            Some(path) => {
+                let store = EmbeddedStore::open(&path).map_err(|e| anyhow::anyhow!("store.file: {e}"))?;
+                tracing::info!(path = %path.display(), "state store: embedded file");
+                store
+            }
+            None => {
+                tracing::info!("state store: in memory (set store.file to keep sessions across restarts)");
+                EmbeddedStore::in_memory().map_err(|e| anyhow::anyhow!("in-memory store: {e}"))?
+            }
+        },
+        StoreBackend::Redis => {
+            anyhow::bail!("store.backend = \"redis\": not in this build yet")
+        }
+    };
+    Ok(store)
+}
+
 fn shared(
     config: &Config,
     upstreams: Vec<UpstreamConfig>,
     policy: Arc<PolicyHandle>,
     principal: String,
+    store: Arc<dyn SessionStore>,
 ) -> anyhow::Result<Arc<Shared>> {
     let http = reqwest::Client::builder()
         .tcp_nodelay(true)
@@ -69,6 +94,11 @@ fn shared(
             None => PinStore::in_memory(),
         }),
         principal,
+        store,
+        session_ttl: Duration::from_secs(config.server.session_idle_timeout_secs),
+        sessions: config.sessions.clone(),
+        approvals: config.approvals.clone(),
+        decisions: Default::default(),
     }))
 }
 
@@ -93,8 +123,13 @@ async fn shutdown_signal() {
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let (policy, _watch) = policy_handle(&config)?;
     // Until authentication arrives, HTTP callers are not identified.
-    let shared = shared(&config, config.upstreams.clone(), policy, "anonymous".into())?;
+    let store = open_store(&config).await?;
+    let shared = shared(&config, config.upstreams.clone(), policy, "anonymous".into(), store)?;
     let registry = Arc::new(Registry::new(shared));
+    let admin = match &config.admin {
+        Some(admin) => Some(crate::admin::serve(admin, &config.base_dir, registry.clone()).await?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {} (server.listen)", config.server.listen))?;
@@ -132,6 +167,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     drain(&registry, config.gateway.shutdown_grace()).await;
     registry.close_all().await;
     reaper.abort();
+    if let Some(admin) = admin {
+        admin.abort();
+    }
     if tokio::time::timeout(Duration::from_secs(2), server).await.is_err() {
         tracing::warn!("connections still open after shutdown; closing them");
     }
@@ -165,7 +203,8 @@ pub async fn stdio(config: Config, command: Vec<String>) -> anyhow::Result<()> {
     let (policy, _watch) = policy_handle(&config)?;
     // The person who launched the wrapper is who the calls are attributed to.
     let principal = std::env::var("USER").map(|u| format!("os:{u}")).unwrap_or_else(|_| "os:unknown".into());
-    let shared = shared(&config, upstreams, policy, principal)?;
+    let store = open_store(&config).await?;
+    let shared = shared(&config, upstreams, policy, principal, store)?;
     let session = Session::new(shared, session::new_session_id());
     let stop = CancellationToken::new();
     tokio::spawn({

@@ -1,6 +1,7 @@
 //! Tollgate: a security-first MCP gateway. See ARCHITECTURE.md for the map.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod audit;
 pub mod commands;
 pub mod config;
@@ -10,6 +11,7 @@ pub mod jsonrpc;
 pub mod layers;
 pub mod mcp;
 pub mod policy;
+pub mod secrets;
 pub mod session;
 pub mod telemetry;
 pub mod transport;

@@ -61,6 +61,72 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Sessions of a running gateway (through its admin API): list, show, pause, resume, stop.
+    Sessions {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: SessionsCommand,
+    },
+    /// Calls waiting for a person (through the admin API): list, approve, deny.
+    Approvals {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: ApprovalsCommand,
+    },
+}
+
+/// How to reach a running gateway's admin API. The token comes from TOLLGATE_ADMIN_TOKEN or the
+/// config's `admin.token` reference.
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// The admin API's base URL (default: the config's admin.listen, else http://127.0.0.1:8081).
+    #[arg(long, global = true)]
+    admin: Option<String>,
+    /// The gateway's config file, for admin.listen and admin.token.
+    #[arg(long, short, global = true, env = "TOLLGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Print the API's JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum SessionsCommand {
+    /// Every live session, most recently active first.
+    List,
+    /// One session: state, client, usage, pending approvals and recent calls.
+    Show { id: String },
+    /// Hold the session's new tool calls until it is resumed.
+    Pause { id: String },
+    /// Release held calls, in order.
+    Resume { id: String },
+    /// End the session: cancel in-flight calls, close its upstream sessions, refuse its id.
+    Stop { id: String },
+}
+
+#[derive(Subcommand)]
+enum ApprovalsCommand {
+    /// Calls waiting for a decision, oldest first.
+    List,
+    /// Let the call run.
+    Approve {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+        /// Who is deciding (recorded in the audit log; default "operator").
+        #[arg(long = "as")]
+        operator: Option<String>,
+    },
+    /// Refuse the call.
+    Deny {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long = "as")]
+        operator: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -129,6 +195,36 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs one admin-API client command: prints its output, or the error (exit 1).
+fn admin_command<F, Fut>(runtime: &tokio::runtime::Runtime, args: AdminArgs, run: F) -> ExitCode
+where
+    F: FnOnce(tollgate::commands::admin_client::AdminTarget) -> Fut,
+    Fut: std::future::Future<Output = Result<String, String>>,
+{
+    let config = match args.config.as_deref().map(load) {
+        Some(Ok(c)) => Some(c),
+        Some(Err(code)) => return code,
+        None => None,
+    };
+    let target = match tollgate::commands::admin_client::AdminTarget::resolve(args.admin, config.as_ref()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("tollgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(target)) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tollgate: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|e| {
         eprintln!("tollgate: invalid config: {e}");
@@ -154,6 +250,32 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy { command } => Ok(policy_command(command)),
+        Command::Sessions { admin, command } => {
+            use tollgate::commands::admin_client::{SessionsAction, sessions};
+            let action = match command {
+                SessionsCommand::List => SessionsAction::List,
+                SessionsCommand::Show { id } => SessionsAction::Show(id),
+                SessionsCommand::Pause { id } => SessionsAction::Steer(id, "pause"),
+                SessionsCommand::Resume { id } => SessionsAction::Steer(id, "resume"),
+                SessionsCommand::Stop { id } => SessionsAction::Steer(id, "stop"),
+            };
+            let json = admin.json;
+            Ok(admin_command(&runtime, admin, |target| async move { sessions(&target, action, json).await }))
+        }
+        Command::Approvals { admin, command } => {
+            use tollgate::commands::admin_client::{ApprovalsAction, approvals};
+            let action = match command {
+                ApprovalsCommand::List => ApprovalsAction::List,
+                ApprovalsCommand::Approve { id, reason, operator } => {
+                    ApprovalsAction::Decide { id, approve: true, reason, operator }
+                }
+                ApprovalsCommand::Deny { id, reason, operator } => {
+                    ApprovalsAction::Decide { id, approve: false, reason, operator }
+                }
+            };
+            let json = admin.json;
+            Ok(admin_command(&runtime, admin, |target| async move { approvals(&target, action, json).await }))
+        }
         Command::Audit { command } => Ok(audit_command(command)),
         Command::Pins { file, command } => {
             let outcome = match command {

@@ -83,6 +83,9 @@ pub struct AuditRecord {
     /// Digest of the tool definition the call was decided against (its pin).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_digest: Option<String>,
+    /// For a call that needed a person: which approval, who decided, and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<crate::policy::trail::ApprovalTrail>,
     /// Hash of the compiled policy that decided the call.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_version: Option<String>,
@@ -283,5 +286,15 @@ mod tests {
         let c = cap(&v, 1024);
         assert!(c.to_string().len() <= 1024, "{}", c.to_string().len());
         assert_eq!(c["b"][0], 1);
+    }
+}
+
+/// Short name of a call's outcome, as audit records and session histories show it.
+pub fn outcome_of(result: &Result<crate::jsonrpc::Frame, crate::error::Error>) -> &'static str {
+    match result {
+        Ok(frame) if frame.is_error() => "error",
+        Ok(frame) if frame.result().is_some_and(|r| r.contains("\"isError\":true")) => "tool_error",
+        Ok(_) => "ok",
+        Err(e) => e.outcome(),
     }
 }

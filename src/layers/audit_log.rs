@@ -70,6 +70,7 @@ fn audit_unavailable(reason: String) -> Error {
 
 fn fill_decision(record: &mut AuditRecord, call_trail: &ToolCall) {
     let trail = &call_trail.trail;
+    record.approval = trail.approval();
     record.dry_run = call_trail.policy.dry_run(&call_trail.upstream);
     match trail.deciding() {
         Some(d) => {
@@ -117,28 +118,15 @@ impl Completion {
         let mut record = self.record.take()?;
         record.phase = if self.admission.admitted.load(Ordering::Acquire) { "completed" } else { "denied" }.into();
         record.latency_us = Some(self.started.elapsed().as_micros() as u64);
+        record.outcome = Some(audit::outcome_of(outcome).into());
         match outcome {
             Ok(frame) => {
                 record.result_bytes = Some(frame.as_str().len());
-                let tool_error = frame.result().is_some_and(|r| r.contains("\"isError\":true"));
-                record.outcome = Some(
-                    if frame.is_error() {
-                        "error"
-                    } else if tool_error {
-                        "tool_error"
-                    } else {
-                        "ok"
-                    }
-                    .into(),
-                );
                 if record.phase == "denied" {
                     record.outcome = Some("denied".into()); // e.g. invalid arguments answered as a tool error
                 }
             }
-            Err(e) => {
-                record.outcome = Some(e.outcome().into());
-                record.error_code = Some(e.code());
-            }
+            Err(e) => record.error_code = Some(e.code()),
         }
         Some(record)
     }
@@ -197,6 +185,7 @@ where
                 None => record.decision = "allow".into(),
             }
             record.redactions = Some(trail.redactions());
+            record.approval = trail.approval();
             log.append(record, false).await.map_err(audit_unavailable)?;
             outcome
         }

@@ -25,6 +25,19 @@ pub fn is_supported(version: &str) -> bool {
 
 /// The protocol version a 2026-07-28 request declares in `params._meta`, if any.
 pub fn declared_version(params: Option<&str>) -> Option<String> {
+    meta_claims(params).version
+}
+
+/// What a request's `_meta` says about its sender, read in one pass.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MetaClaims {
+    /// `io.modelcontextprotocol/protocolVersion` (2026-07-28 requests carry it).
+    pub version: Option<String>,
+    /// The gateway's conversation key for stateless clients (see `session::registry`).
+    pub conversation: Option<String>,
+}
+
+pub fn meta_claims(params: Option<&str>) -> MetaClaims {
     #[derive(serde::Deserialize)]
     struct P {
         #[serde(rename = "_meta")]
@@ -34,9 +47,11 @@ pub fn declared_version(params: Option<&str>) -> Option<String> {
     struct M {
         #[serde(rename = "io.modelcontextprotocol/protocolVersion")]
         version: Option<String>,
+        #[serde(rename = "dev.tollgate/conversationId")]
+        conversation: Option<String>,
     }
-    let p: P = serde_json::from_str(params?).ok()?;
-    p.meta?.version
+    let Some(Ok(P { meta: Some(m) })) = params.map(serde_json::from_str::<P>) else { return MetaClaims::default() };
+    MetaClaims { version: m.version, conversation: m.conversation }
 }
 
 /// The tool/prompt name or resource uri a request targets (what `Mcp-Name` must mirror).

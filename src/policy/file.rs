@@ -16,6 +16,8 @@ pub struct PolicyFile {
     pub upstreams: Vec<UpstreamRules>,
     /// What is removed from upstream output (default: secrets, terminal escapes, invisible Unicode).
     pub redaction: Option<super::redaction::RedactionConfig>,
+    /// Limits per principal and per session (per tool: `rate_limit` on a tool).
+    pub rate_limits: Option<super::rate::RateLimits>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -64,6 +66,15 @@ pub struct ToolRules {
     pub schema: Option<PathBuf>,
     pub paths: Option<PathGuard>,
     pub urls: Option<UrlGuard>,
+    /// Every call needs a person's approval (admin API / CLI, or the person at the client).
+    #[serde(default)]
+    pub approval: bool,
+    /// Approval only when a string argument matches: argument name → globs over its value
+    /// (`*` matches any run of characters, `/` included).
+    #[serde(default)]
+    pub approval_when: std::collections::BTreeMap<String, Vec<String>>,
+    /// Calls to this tool per principal.
+    pub rate_limit: Option<super::rate::RateLimit>,
 }
 
 /// Path arguments must stay under one of `roots` after normalisation.
@@ -119,6 +130,14 @@ impl PolicyFile {
                     && (u.args.is_empty() || u.hosts.is_empty())
                 {
                     return Err(format!("{tkey}.urls: needs at least one arg name and one host"));
+                }
+                if t.approval && !t.approval_when.is_empty() {
+                    return Err(format!(
+                        "{tkey}: set either approval = true (every call) or approval_when (matching calls), not both"
+                    ));
+                }
+                if let Some((arg, _)) = t.approval_when.iter().find(|(_, globs)| globs.is_empty()) {
+                    return Err(format!("{tkey}.approval_when.{arg}: list at least one pattern"));
                 }
             }
         }

@@ -4,12 +4,14 @@
 //! A [`Policy`] is immutable once compiled; a reload builds a new one and swaps it in whole
 //! (see [`handle`]), so a call sees one consistent policy from its first layer to its last.
 
+pub mod approval;
 pub mod args;
 pub mod description;
 pub mod file;
 pub mod glob;
 pub mod handle;
 pub mod pins;
+pub mod rate;
 pub mod redaction;
 pub mod schema;
 pub mod stack;
@@ -45,9 +47,9 @@ impl Decision {
 
 /// One upstream's rules with where they came from (for rule ids).
 #[derive(Debug, Clone)]
-struct SourcedRules {
-    file: String,
-    rules: UpstreamRules,
+pub(crate) struct SourcedRules {
+    pub(crate) file: String,
+    pub(crate) rules: UpstreamRules,
     dry_run: bool,
 }
 
@@ -69,6 +71,8 @@ pub struct Policy {
     /// Pinned argument schemas by (file-relative) path.
     schemas: HashMap<PathBuf, Arc<Value>>,
     redactor: Arc<Redactor>,
+    /// The `[rate_limits]` in force and the file that set them (a later file's replace an earlier one's).
+    rate_limits: (rate::RateLimits, String),
 }
 
 impl Policy {
@@ -82,6 +86,7 @@ impl Policy {
             defaults: Defaults::default(),
             schemas: HashMap::new(),
             redactor: Arc::new(Redactor::new(&RedactionConfig::default()).expect("built-in rules compile")),
+            rate_limits: Default::default(),
         }
     }
 
@@ -109,6 +114,7 @@ impl Policy {
         let mut defaults = Defaults::default();
         let mut schemas = HashMap::new();
         let mut redaction = RedactionConfig::default();
+        let mut rate_limits = (rate::RateLimits::default(), String::new());
         for path in files {
             let name = path.display().to_string();
             let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: cannot read: {e}"))?;
@@ -127,6 +133,9 @@ impl Policy {
                 redaction = r.clone();
             }
             let short = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or(name.clone());
+            if let Some(limits) = file.rate_limits {
+                rate_limits = (limits, short.clone());
+            }
             for upstream in &file.upstreams {
                 for tool in &upstream.tools {
                     if let Some(schema) = &tool.schema {
@@ -151,7 +160,7 @@ impl Policy {
         }
         let version: String = hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
         let redactor = Arc::new(Redactor::new(&redaction)?);
-        Ok(Policy { version, mode: Mode::Files(rules), defaults, schemas, redactor })
+        Ok(Policy { version, mode: Mode::Files(rules), defaults, schemas, redactor, rate_limits })
     }
 
     fn rules_for(&self, upstream: &str) -> Option<&SourcedRules> {
@@ -161,7 +170,7 @@ impl Policy {
         }
     }
 
-    fn tool_rules(&self, upstream: &str, tool: &str) -> Option<(&SourcedRules, &ToolRules)> {
+    pub(crate) fn tool_rules(&self, upstream: &str, tool: &str) -> Option<(&SourcedRules, &ToolRules)> {
         let r = self.rules_for(upstream)?;
         r.rules.tools.iter().find(|t| glob::matches(&t.name, tool)).map(|t| (r, t))
     }

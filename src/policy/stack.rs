@@ -10,8 +10,9 @@ use crate::error::Error;
 use crate::jsonrpc::{self, Frame};
 use crate::layers::audit_log::{Admission, AuditLogLayer};
 use crate::layers::{
-    enforce_read_only::EnforceReadOnlyLayer, redact_output::RedactOutputLayer,
-    require_allowlisted::RequireAllowlistedLayer, require_pinned_definition::RequirePinnedDefinitionLayer,
+    enforce_read_only::EnforceReadOnlyLayer, hold_while_paused::HoldWhilePausedLayer, rate_limit::RateLimitLayer,
+    redact_output::RedactOutputLayer, require_allowlisted::RequireAllowlistedLayer,
+    require_approval::RequireApprovalLayer, require_pinned_definition::RequirePinnedDefinitionLayer,
     timeout::TimeoutLayer, validate_arguments::ValidateArgumentsLayer,
 };
 use crate::session::Session;
@@ -80,12 +81,19 @@ pub fn build(default_timeout: Duration, audit: Option<Arc<AuditLog>>) -> ToolCal
     let stack = ServiceBuilder::new()
         // Outermost: records every outcome, denials included, and sees only redacted output.
         .layer(AuditLogLayer::new(audit))
+        // Lifecycle before policy: a paused session holds calls (in order) and a stopped one
+        // refuses them, whatever the policy would say. One small store read per call.
+        .layer(HoldWhilePausedLayer)
+        // Before any policy work: a flood is refused at the cost of one store call per limit.
+        .layer(RateLimitLayer)
         // Cheap set membership first: a hidden tool costs nothing more and answers like an unknown one.
         .layer(RequireAllowlistedLayer)
         // Is this still the tool that was pinned? A changed definition must not be decided on.
         .layer(RequirePinnedDefinitionLayer)
         // Still a lookup, no parsing: writes on a read-only upstream stop before any argument work.
         .layer(EnforceReadOnlyLayer)
+        // A person is only asked about calls that policy would otherwise let run.
+        .layer(RequireApprovalLayer)
         // Schema and path/URL guards: the costliest check, only for calls that may run at all.
         .layer(ValidateArgumentsLayer::default())
         // Outside the timeout and the upstream: every byte from upstream passes it, errors included.

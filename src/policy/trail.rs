@@ -12,8 +12,18 @@ pub struct TrailEntry {
     pub reason: String,
 }
 
+/// How a call that needed a person's approval was decided.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ApprovalTrail {
+    pub id: String,
+    pub approved: bool,
+    /// `admin:<operator>`, `client:<client name>` or `timeout`.
+    pub by: String,
+    pub at_ms: u64,
+}
+
 #[derive(Debug, Default)]
-pub struct Trail(Mutex<Vec<TrailEntry>>, std::sync::atomic::AtomicUsize);
+pub struct Trail(Mutex<Vec<TrailEntry>>, std::sync::atomic::AtomicUsize, Mutex<Option<ApprovalTrail>>);
 
 impl Trail {
     pub fn record(&self, layer: &'static str, decision: &'static str, d: &Decision) {
@@ -30,6 +40,12 @@ impl Trail {
     }
     pub fn redactions(&self) -> usize {
         self.1.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    pub fn set_approval(&self, approval: ApprovalTrail) {
+        *self.2.lock().expect("trail lock") = Some(approval);
+    }
+    pub fn approval(&self) -> Option<ApprovalTrail> {
+        self.2.lock().expect("trail lock").clone()
     }
     pub fn entries(&self) -> Vec<TrailEntry> {
         self.0.lock().expect("trail lock").clone()

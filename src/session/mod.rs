@@ -8,12 +8,15 @@
 //! - ids the gateway shows the client for upstream requests (`"tg-N"`) map back to exactly one
 //!   upstream and its own id.
 
+pub mod approvals;
 pub mod catalog;
+pub mod control;
+pub mod embedded;
 pub mod outbound;
 pub mod registry;
 pub mod store;
 
-use crate::config::UpstreamConfig;
+use crate::config::{ApprovalsConfig, SessionsConfig, UpstreamConfig};
 use crate::error::Error;
 use crate::jsonrpc::raw_object::raw;
 use crate::jsonrpc::{self, Frame, Kind, RawObject};
@@ -28,9 +31,10 @@ use catalog::{Catalog, ListKind, Route};
 use outbound::Outbound;
 use serde_json::value::RawValue;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
+use store::{SessionRecord, SessionStore};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -45,6 +49,14 @@ pub struct Shared {
     pub pins: Arc<PinStore>,
     /// Who the calls of this gateway are attributed to until authentication says otherwise.
     pub principal: String,
+    /// Where sessions, approvals, pins and counters outlive this process.
+    pub store: Arc<dyn SessionStore>,
+    /// A session's stored state expires after this long without activity.
+    pub session_ttl: Duration,
+    pub sessions: SessionsConfig,
+    pub approvals: ApprovalsConfig,
+    /// Wakes calls waiting on an approval decided through this process.
+    pub decisions: approvals::Decisions,
 }
 
 impl Shared {
@@ -59,6 +71,11 @@ impl Shared {
             policy: PolicyHandle::fixed(crate::policy::Policy::annotations_only(false)),
             pins: Arc::new(PinStore::in_memory()),
             principal: "test".into(),
+            store: embedded::EmbeddedStore::in_memory().expect("in-memory store"),
+            session_ttl: Duration::from_secs(3600),
+            sessions: SessionsConfig::default(),
+            approvals: ApprovalsConfig::default(),
+            decisions: Default::default(),
         }
     }
 }
@@ -104,16 +121,29 @@ struct UpstreamList {
 
 pub struct Session {
     pub id: String,
+    /// Who this session's calls are attributed to; fixed at creation.
+    principal: String,
+    created_ms: u64,
     shared: Arc<Shared>,
     slots: Vec<Slot>,
     client: RwLock<Option<ClientHello>>,
     inflight: Mutex<HashMap<String, Inflight>>,
     server_requests: Mutex<HashMap<String, (usize, String)>>,
+    /// Requests the gateway itself sent the client (approval prompts), by the id it used.
+    gateway_requests: Mutex<HashMap<String, tokio::sync::oneshot::Sender<Frame>>>,
     next_server_request: AtomicU64,
     pub outbound: Outbound,
     catalog: Mutex<Catalog>,
     closed: CancellationToken,
     last_seen: Mutex<Instant>,
+    /// When the store last heard of this session's activity (its TTL is refreshed lazily).
+    store_touched: Mutex<Instant>,
+    /// Calls held while the session is paused queue here, so they are released in order.
+    pause_queue: tokio::sync::Mutex<()>,
+    /// Signalled when an operator changes this session's state through this process.
+    state_changed: tokio::sync::Notify,
+    /// Ended by an operator (not by its client or a shutdown).
+    stopped: AtomicBool,
     me: Weak<Session>,
 }
 
@@ -146,7 +176,21 @@ fn progress_token(frame: &Frame) -> Option<String> {
 }
 
 impl Session {
+    /// A new session, attributed to the gateway's default principal.
     pub fn new(shared: Arc<Shared>, id: String) -> Arc<Session> {
+        let principal = shared.principal.clone();
+        Session::with_principal(shared, id, principal, store::now_ms())
+    }
+
+    /// A session from its stored record (after a restart, or on another replica): the client
+    /// need not initialize again; upstream connections are re-established on first use.
+    pub fn restore(shared: Arc<Shared>, record: SessionRecord) -> Arc<Session> {
+        let session = Session::with_principal(shared, record.id, record.principal, record.created_ms);
+        *session.client.write().expect("client lock") = record.client.map(ClientHello::from);
+        session
+    }
+
+    fn with_principal(shared: Arc<Shared>, id: String, principal: String, created_ms: u64) -> Arc<Session> {
         let slots = shared
             .upstreams
             .iter()
@@ -160,16 +204,23 @@ impl Session {
             .collect();
         Arc::new_cyclic(|me| Session {
             id,
+            principal,
+            created_ms,
             shared,
             slots,
             client: RwLock::new(None),
             inflight: Mutex::new(HashMap::new()),
             server_requests: Mutex::new(HashMap::new()),
+            gateway_requests: Mutex::new(HashMap::new()),
             next_server_request: AtomicU64::new(1),
             outbound: Outbound::default(),
             catalog: Mutex::new(Catalog::default()),
             closed: CancellationToken::new(),
             last_seen: Mutex::new(Instant::now()),
+            store_touched: Mutex::new(Instant::now()),
+            pause_queue: tokio::sync::Mutex::new(()),
+            state_changed: tokio::sync::Notify::new(),
+            stopped: AtomicBool::new(false),
             me: me.clone(),
         })
     }
@@ -179,7 +230,9 @@ impl Session {
     }
 
     fn touch(&self) {
-        *self.last_seen.lock().expect("last_seen lock") = Instant::now();
+        let now = Instant::now();
+        *self.last_seen.lock().expect("last_seen lock") = now;
+        self.touch_store(now);
     }
 
     pub fn is_closed(&self) -> bool {
@@ -196,7 +249,11 @@ impl Session {
     }
 
     pub fn principal(&self) -> &str {
-        &self.shared.principal
+        &self.principal
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     pub fn pins(&self) -> &PinStore {
@@ -277,7 +334,13 @@ impl Session {
             r = tracing::Instrument::instrument(self.dispatch_request(&frame, ctx.related), span) => Some(r),
             _ = cancel.cancelled() => None,
         };
-        match outcome? {
+        let outcome = match outcome {
+            Some(o) => o,
+            // Cancelled: by the client (nothing to say), or by an operator's stop (say so).
+            None if self.stopped.load(Ordering::Acquire) => Err(Error::SessionStopped),
+            None => return None,
+        };
+        match outcome {
             Ok(reply) => Some(reply),
             Err(e) => {
                 if e.source_kind() == crate::error::Source::Upstream {
@@ -331,20 +394,36 @@ impl Session {
                     .tool
                     .clone()
                     .unwrap_or_else(|| Arc::new(ToolDefinition::new(&route.original, None, None, "")));
+                let trail: Arc<crate::policy::trail::Trail> = Default::default();
+                let upstream = self.slots[route.slot].config.name.clone();
                 let call = ToolCall {
                     session: self.me.upgrade().ok_or(Error::ShuttingDown)?,
                     slot: route.slot,
-                    upstream: self.slots[route.slot].config.name.clone(),
-                    public_name: public,
+                    upstream: upstream.clone(),
+                    public_name: public.clone(),
                     tool,
                     arguments,
                     policy: self.shared.policy.load(),
-                    trail: Default::default(),
+                    trail: trail.clone(),
                     frame: upstream_frame,
                     related,
                     admission: None,
                 };
-                self.shared.tool_stack.clone().oneshot(call).await
+                let started = Instant::now();
+                let result = self.shared.tool_stack.clone().oneshot(call).await;
+                let deciding = trail.deciding();
+                let denied = deciding.as_ref().is_some_and(|d| d.decision == "deny");
+                let summary = store::CallSummary {
+                    at_ms: store::now_ms(),
+                    upstream,
+                    tool: public,
+                    outcome: if denied { "denied" } else { crate::audit::outcome_of(&result) }.into(),
+                    rule: deciding.map(|d| d.rule),
+                    latency_ms: started.elapsed().as_millis() as u64,
+                    bytes_out: result.as_ref().map(|f| f.as_str().len() as u64).unwrap_or(0),
+                };
+                self.record_call(summary, frame.as_str().len());
+                result
             }
             "prompts/get" => {
                 let (route, upstream_frame, _) = self.resolve_named(frame, ListKind::Prompts).await?;
@@ -397,6 +476,10 @@ impl Session {
     /// A client's reply to an upstream's request: back to that upstream, with its id.
     async fn handle_response(&self, frame: Frame) {
         let Some(id) = frame.id() else { return };
+        if let Some(waiter) = self.gateway_requests.lock().expect("gateway_requests lock").remove(id) {
+            let _ = waiter.send(frame);
+            return;
+        }
         let target = self.server_requests.lock().expect("server_requests lock").remove(id);
         let Some((slot, upstream_id)) = target else {
             tracing::debug!(session = %self.id, id, "dropping a reply to no upstream request");
@@ -420,6 +503,8 @@ impl Session {
             *client = Some(hello.clone());
         }
         let hellos = self.connect_all().await?;
+        // Fail closed: a session the store does not know could not be resumed or steered.
+        self.persist().await?;
         Ok(lifecycle::initialize_result(&hello.version, hellos.iter()))
     }
 

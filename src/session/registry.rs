@@ -1,37 +1,95 @@
-//! The live sessions of an HTTP listener, by id, plus the shared session that serves stateless
-//! (2026-07-28) clients, which send no session id.
+//! The sessions this process serves, by id. A session this process has not seen (after a
+//! restart, or one started on another replica) is restored from the state store on first use.
+//!
+//! 2026-07-28 clients send no session id: their session is keyed on the principal plus an
+//! optional conversation id the client puts in `params._meta` ([`CONVERSATION_META`]), so one
+//! principal's conversations are steered and accounted apart, and never mix with another's.
 
+use super::store::{SessionState, hex};
 use super::{Session, Shared, new_session_id};
+use crate::error::Error;
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// The `_meta` key a 2026-07-28 client may use to keep conversations apart.
+pub const CONVERSATION_META: &str = "dev.tollgate/conversationId";
+
 pub struct Registry {
     shared: Arc<Shared>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
-    stateless: Arc<Session>,
 }
 
 impl Registry {
     pub fn new(shared: Arc<Shared>) -> Registry {
-        let stateless = Session::new(shared.clone(), "stateless".into());
-        Registry { shared, sessions: Mutex::new(HashMap::new()), stateless }
+        Registry { shared, sessions: Mutex::new(HashMap::new()) }
     }
 
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// A new 2025-11-25 session; its record is written when `initialize` succeeds.
     pub fn create(&self) -> Arc<Session> {
         let session = Session::new(self.shared.clone(), new_session_id());
         self.sessions.lock().expect("sessions lock").insert(session.id.clone(), session.clone());
         session
     }
 
-    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
+    /// The live session with this id, if this process serves it.
+    pub fn local(&self, id: &str) -> Option<Arc<Session>> {
         self.sessions.lock().expect("sessions lock").get(id).filter(|s| !s.is_closed()).cloned()
     }
 
-    pub fn stateless(&self) -> Arc<Session> {
-        self.stateless.clone()
+    /// The session with this id for `principal`: live here, or restored from the store. `None`
+    /// for unknown, expired and stopped ids, and for an id that belongs to someone else (which
+    /// must look exactly like an unknown one).
+    pub async fn get(&self, id: &str, principal: &str) -> Result<Option<Arc<Session>>, Error> {
+        if let Some(s) = self.local(id) {
+            return Ok((s.principal() == principal).then_some(s));
+        }
+        let Some(record) = self.shared.store.get_session(id).await? else { return Ok(None) };
+        if record.state == SessionState::Stopped || record.principal != principal || record.client.is_none() {
+            return Ok(None);
+        }
+        tracing::info!(session = %id, "session restored from the state store");
+        Ok(Some(self.adopt(Session::restore(self.shared.clone(), record))))
     }
 
+    /// Keeps `session` unless another task restored the same id first (then theirs wins).
+    fn adopt(&self, session: Arc<Session>) -> Arc<Session> {
+        let mut sessions = self.sessions.lock().expect("sessions lock");
+        match sessions.get(&session.id).filter(|s| !s.is_closed()) {
+            Some(existing) => existing.clone(),
+            None => {
+                sessions.insert(session.id.clone(), session.clone());
+                session
+            }
+        }
+    }
+
+    /// The session of a stateless (2026-07-28) client: one per principal and conversation.
+    /// Creating one needs the store (fail closed).
+    pub async fn stateless(&self, principal: &str, conversation: Option<&str>) -> Result<Arc<Session>, Error> {
+        let id = stateless_id(principal, conversation);
+        if let Some(s) = self.local(&id) {
+            return Ok(s);
+        }
+        match self.shared.store.get_session(&id).await? {
+            Some(record) if record.state == SessionState::Stopped => Err(Error::SessionStopped),
+            Some(record) => Ok(self.adopt(Session::restore(self.shared.clone(), record))),
+            None => {
+                let session =
+                    Session::with_principal(self.shared.clone(), id, principal.to_string(), super::store::now_ms());
+                session.persist().await?;
+                Ok(self.adopt(session))
+            }
+        }
+    }
+
+    /// Forgets a session here and ends its upstream connections (the stored record stays
+    /// until it expires, so the client can resume elsewhere).
     pub async fn remove(&self, id: &str) -> bool {
         let session = self.sessions.lock().expect("sessions lock").remove(id);
         match session {
@@ -43,6 +101,13 @@ impl Registry {
         }
     }
 
+    /// Ends a session for good (client DELETE): here and in the store.
+    pub async fn end(&self, id: &str) -> Result<(), Error> {
+        self.remove(id).await;
+        self.shared.store.delete_session(id).await?;
+        Ok(())
+    }
+
     /// Closes sessions idle for longer than `idle` with nothing in flight.
     pub async fn reap(&self, idle: Duration) {
         let stale: Vec<String> = self
@@ -50,7 +115,7 @@ impl Registry {
             .lock()
             .expect("sessions lock")
             .iter()
-            .filter(|(_, s)| s.idle_for() > idle && s.in_flight() == 0)
+            .filter(|(_, s)| s.is_closed() || (s.idle_for() > idle && s.in_flight() == 0))
             .map(|(id, _)| id.clone())
             .collect();
         for id in stale {
@@ -61,13 +126,30 @@ impl Registry {
 
     pub fn in_flight(&self) -> usize {
         let sessions: Vec<Arc<Session>> = self.sessions.lock().expect("sessions lock").values().cloned().collect();
-        sessions.iter().map(|s| s.in_flight()).sum::<usize>() + self.stateless.in_flight()
+        sessions.iter().map(|s| s.in_flight()).sum::<usize>()
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions.lock().expect("sessions lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     pub async fn close_all(&self) {
         let sessions: Vec<Arc<Session>> =
             self.sessions.lock().expect("sessions lock").drain().map(|(_, s)| s).collect();
         futures::future::join_all(sessions.iter().map(|s| s.close())).await;
-        self.stateless.close().await;
     }
+}
+
+/// A stable session id for a stateless client: a digest, so neither the principal nor the
+/// conversation id can be read back from it, and distinct from 2025-11-25 ids (prefix).
+pub fn stateless_id(principal: &str, conversation: Option<&str>) -> String {
+    let mut h = Sha256::new();
+    h.update(principal.as_bytes());
+    h.update([0]);
+    h.update(conversation.unwrap_or("").as_bytes());
+    format!("st-{}", &hex(&h.finalize())[..40])
 }

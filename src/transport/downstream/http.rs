@@ -38,6 +38,11 @@ impl HttpState {
     pub fn new(registry: Arc<Registry>, config: ServerConfig) -> Arc<HttpState> {
         Arc::new(HttpState { registry, config, seq: AtomicU64::new(1) })
     }
+
+    /// Who is calling. Until authentication arrives, every HTTP caller is the configured default.
+    fn principal(&self) -> &str {
+        &self.registry.shared().principal
+    }
 }
 
 pub fn router(state: Arc<HttpState>) -> Router {
@@ -108,20 +113,20 @@ async fn check_origin_and_host(State(state): State<Arc<HttpState>>, req: Request
 // ------------------------------------------------------------------ POST
 
 /// Checks the mirrored headers of a request against its body.
-fn check_headers(headers: &HeaderMap, frame: &Frame) -> Result<(), Error> {
+fn check_headers(headers: &HeaderMap, frame: &Frame, claims: &mcp::MetaClaims) -> Result<(), Error> {
     let header_version = header_str(headers, "mcp-protocol-version");
     if let Some(v) = header_version
         && !mcp::is_supported(v)
     {
         return Err(Error::UnsupportedProtocolVersion { requested: v.to_string() });
     }
-    let declared = mcp::declared_version(frame.params());
-    if let (Some(h), Some(d)) = (header_version, declared.as_deref())
+    let declared = claims.version.as_deref();
+    if let (Some(h), Some(d)) = (header_version, declared)
         && h != d
     {
         return Err(Error::HeaderMismatch(format!("MCP-Protocol-Version header {h} but params._meta says {d}")));
     }
-    let stateless = declared.as_deref() == Some(mcp::STATELESS_VERSION);
+    let stateless = declared == Some(mcp::STATELESS_VERSION);
     let method_header = header_str(headers, "mcp-method");
     if frame.kind() != Kind::Response {
         match method_header {
@@ -157,25 +162,43 @@ enum Target {
     Stateless(Arc<Session>),
 }
 
-fn pick_session(state: &HttpState, headers: &HeaderMap, frame: &Frame) -> Result<Target, Box<Response>> {
+fn not_found(id: Option<&str>) -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        &Error::InvalidRequest("session not found or ended; send initialize to start a new one".into()),
+        id,
+    )
+}
+
+async fn pick_session(
+    state: &HttpState,
+    headers: &HeaderMap,
+    frame: &Frame,
+    claims: &mcp::MetaClaims,
+) -> Result<Target, Box<Response>> {
     if frame.method() == "initialize" && frame.kind() == Kind::Request {
         return Ok(Target::New(state.registry.create()));
     }
+    let principal = state.principal();
+    let unavailable = |e: Error| Box::new(error_response(StatusCode::SERVICE_UNAVAILABLE, &e, frame.id()));
     if let Some(id) = header_str(headers, "mcp-session-id") {
-        return match state.registry.get(id) {
-            Some(s) => Ok(Target::Existing(s)),
-            None => Err(Box::new(error_response(
-                StatusCode::NOT_FOUND,
-                &Error::InvalidRequest("session not found or ended; send initialize to start a new one".into()),
-                frame.id(),
-            ))),
+        return match state.registry.get(id, principal).await {
+            Ok(Some(s)) => Ok(Target::Existing(s)),
+            Ok(None) => Err(Box::new(not_found(frame.id()))),
+            Err(e) => Err(unavailable(e)),
         };
     }
-    let stateless = mcp::declared_version(frame.params()).as_deref() == Some(mcp::STATELESS_VERSION)
+    let stateless = claims.version.as_deref() == Some(mcp::STATELESS_VERSION)
         || frame.method() == "server/discover"
         || header_str(headers, "mcp-protocol-version") == Some(mcp::STATELESS_VERSION);
     if stateless {
-        return Ok(Target::Stateless(state.registry.stateless()));
+        return match state.registry.stateless(principal, claims.conversation.as_deref()).await {
+            Ok(s) => Ok(Target::Stateless(s)),
+            Err(Error::SessionStopped) => {
+                Err(Box::new(error_response(StatusCode::OK, &Error::SessionStopped, frame.id())))
+            }
+            Err(e) => Err(unavailable(e)),
+        };
     }
     Err(Box::new(error_response(
         StatusCode::BAD_REQUEST,
@@ -211,10 +234,11 @@ async fn post_message(State(state): State<Arc<HttpState>>, headers: HeaderMap, b
             return error_response(StatusCode::BAD_REQUEST, &Error::from(e), id.as_deref());
         }
     };
-    if let Err(e) = check_headers(&headers, &frame) {
+    let claims = mcp::meta_claims(frame.params());
+    if let Err(e) = check_headers(&headers, &frame, &claims) {
         return error_response(e.http_status(), &e, frame.id());
     }
-    let target = match pick_session(&state, &headers, &frame) {
+    let target = match pick_session(&state, &headers, &frame, &claims).await {
         Ok(t) => t,
         Err(resp) => return *resp,
     };
@@ -297,7 +321,11 @@ fn sse_response(body: Body) -> Response {
 
 // ------------------------------------------------------------------ GET / DELETE
 
-fn stateful_session(state: &HttpState, headers: &HeaderMap, method: &Method) -> Result<Arc<Session>, Box<Response>> {
+async fn stateful_session(
+    state: &HttpState,
+    headers: &HeaderMap,
+    method: &Method,
+) -> Result<Arc<Session>, Box<Response>> {
     let Some(id) = header_str(headers, "mcp-session-id") else {
         let mut resp = error_response(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -309,17 +337,15 @@ fn stateful_session(state: &HttpState, headers: &HeaderMap, method: &Method) -> 
         resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
         return Err(Box::new(resp));
     };
-    state.registry.get(id).ok_or_else(|| {
-        Box::new(error_response(
-            StatusCode::NOT_FOUND,
-            &Error::InvalidRequest("session not found or ended; send initialize to start a new one".into()),
-            None,
-        ))
-    })
+    match state.registry.get(id, state.principal()).await {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err(Box::new(not_found(None))),
+        Err(e) => Err(Box::new(error_response(StatusCode::SERVICE_UNAVAILABLE, &e, None))),
+    }
 }
 
 async fn open_stream(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
-    let session = match stateful_session(&state, &headers, &Method::GET) {
+    let session = match stateful_session(&state, &headers, &Method::GET).await {
         Ok(s) => s,
         Err(resp) => return *resp,
     };
@@ -341,12 +367,14 @@ async fn open_stream(State(state): State<Arc<HttpState>>, headers: HeaderMap) ->
 }
 
 async fn end_session(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
-    let session = match stateful_session(&state, &headers, &Method::DELETE) {
+    let session = match stateful_session(&state, &headers, &Method::DELETE).await {
         Ok(s) => s,
         Err(resp) => return *resp,
     };
-    state.registry.remove(&session.id).await;
-    StatusCode::NO_CONTENT.into_response()
+    match state.registry.end(&session.id).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, &e, None),
+    }
 }
 
 #[cfg(test)]
@@ -386,10 +414,11 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("mcp-method", HeaderValue::from_static("tools/call"));
         h.insert("mcp-name", HeaderValue::from_static("echo"));
-        assert!(check_headers(&h, &f).is_ok());
+        let claims = mcp::meta_claims(f.params());
+        assert!(check_headers(&h, &f, &claims).is_ok());
         h.insert("mcp-name", HeaderValue::from_static("delete_everything"));
-        assert_eq!(check_headers(&h, &f).unwrap_err().code(), -32020);
+        assert_eq!(check_headers(&h, &f, &claims).unwrap_err().code(), -32020);
         h.remove("mcp-name");
-        assert_eq!(check_headers(&h, &f).unwrap_err().code(), -32020);
+        assert_eq!(check_headers(&h, &f, &claims).unwrap_err().code(), -32020);
     }
 }

@@ -10,6 +10,8 @@ use tokio::process::{Child, Command};
 pub struct Listening {
     pub child: Child,
     pub url: String,
+    /// The admin API's URL, if the gateway announced one.
+    pub admin: Option<String>,
     pub dir: tempfile::TempDir,
 }
 
@@ -19,16 +21,22 @@ async fn start_listening(mut cmd: Command, dir: tempfile::TempDir) -> Listening 
     let mut child = cmd.spawn().expect("spawn");
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(WAIT, lines.next_line())
-        .await
-        .expect("process did not announce its URL in time")
-        .expect("read stdout")
-        .unwrap_or_else(|| panic!("process exited before listening; stderr: {}", read_log(&dir)));
-    let url =
-        line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
+    let mut admin = None;
+    let url = loop {
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("process did not announce its URL in time")
+            .expect("read stdout")
+            .unwrap_or_else(|| panic!("process exited before listening; stderr: {}", read_log(&dir)));
+        if let Some(a) = line.strip_prefix("admin listening on ") {
+            admin = Some(a.to_string());
+            continue;
+        }
+        break line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected line {line:?}")).to_string();
+    };
     // Keep draining stdout so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Listening { child, url, dir }
+    Listening { child, url, admin, dir }
 }
 
 fn read_log(dir: &tempfile::TempDir) -> String {
@@ -53,7 +61,23 @@ impl Listening {
 impl Listening {
     /// `tollgate serve` with `config` (TOML; `listen` is forced to a free loopback port).
     pub async fn gateway(config: &str) -> Listening {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Listening::gateway_in(tempfile::tempdir().expect("tempdir"), config).await
+    }
+
+    /// Kills the gateway without warning (SIGKILL: no shutdown, as in a crash) and starts it
+    /// again from the same directory and config.
+    pub async fn crash_and_restart(mut self) -> Listening {
+        let _ = self.child.kill().await;
+        let _ = self.child.wait().await;
+        let mut cmd = Command::new(tollgate_bin());
+        cmd.arg("serve").arg("--config").arg(self.dir.path().join("tollgate.toml")).env("TOLLGATE_LOG", "debug");
+        let old = self.dir.path().join("stderr.log");
+        let _ = std::fs::rename(&old, self.dir.path().join("stderr.before-restart.log"));
+        start_listening(cmd, self.dir).await
+    }
+
+    /// `tollgate serve` with `config` in `dir` (relative paths in the config resolve there).
+    pub async fn gateway_in(dir: tempfile::TempDir, config: &str) -> Listening {
         let path = dir.path().join("tollgate.toml");
         let config = if config.contains("[server]") {
             config.replacen("[server]", "[server]\nlisten = \"127.0.0.1:0\"", 1)

@@ -2,7 +2,10 @@
 //!
 //! Errors name the file, the key and what to change: a bad file stops startup.
 
+pub mod state;
+
 use serde::Deserialize;
+pub use state::{AdminConfig, ApprovalsConfig, SessionsConfig, StoreBackend, StoreConfig};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,6 +26,15 @@ pub struct Config {
     pub pins: PinsConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub sessions: SessionsConfig,
+    #[serde(default)]
+    pub approvals: ApprovalsConfig,
+    /// Without this section there is no admin API (and the sessions/approvals CLI cannot reach
+    /// this gateway).
+    pub admin: Option<AdminConfig>,
     /// Directory of the config file; relative paths in it resolve from here.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -292,6 +304,13 @@ impl Config {
         }
         if self.gateway.request_timeout_secs == 0 {
             return Err("gateway.request_timeout_secs: must be at least 1".into());
+        }
+        self.store.validate()?;
+        if let Some(admin) = &self.admin {
+            admin.validate()?;
+        }
+        if self.approvals.timeout_secs == 0 {
+            return Err("approvals.timeout_secs: must be at least 1".into());
         }
         let mut names = std::collections::HashSet::new();
         let mut prefixes = std::collections::HashSet::new();
