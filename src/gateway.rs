@@ -166,6 +166,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     stop.cancel();
     drain(&registry, config.gateway.shutdown_grace()).await;
     registry.close_all().await;
+    if let Err(e) = registry.shared().store.flush().await {
+        tracing::warn!(error = %e, "could not flush the state store at shutdown");
+    }
     reaper.abort();
     if let Some(admin) = admin {
         admin.abort();

@@ -211,6 +211,16 @@ pub fn now_rfc3339() -> String {
     )
 }
 
+/// Short name of a call's outcome, as audit records and session histories show it.
+pub fn outcome_of(result: &Result<crate::jsonrpc::Frame, crate::error::Error>) -> &'static str {
+    match result {
+        Ok(frame) if frame.is_error() => "error",
+        Ok(frame) if frame.result().is_some_and(|r| r.contains("\"isError\":true")) => "tool_error",
+        Ok(_) => "ok",
+        Err(e) => e.outcome(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,15 +296,5 @@ mod tests {
         let c = cap(&v, 1024);
         assert!(c.to_string().len() <= 1024, "{}", c.to_string().len());
         assert_eq!(c["b"][0], 1);
-    }
-}
-
-/// Short name of a call's outcome, as audit records and session histories show it.
-pub fn outcome_of(result: &Result<crate::jsonrpc::Frame, crate::error::Error>) -> &'static str {
-    match result {
-        Ok(frame) if frame.is_error() => "error",
-        Ok(frame) if frame.result().is_some_and(|r| r.contains("\"isError\":true")) => "tool_error",
-        Ok(_) => "ok",
-        Err(e) => e.outcome(),
     }
 }

@@ -4,8 +4,9 @@
 //!
 //! Reads run inline (a redb read transaction is a few µs against cached pages: cheaper than a
 //! hop to the blocking pool); writes go to the blocking pool, since a durable commit waits for
-//! an fsync. Per-call bookkeeping (usage, history) commits without fsync: losing the last few
-//! counts in a crash is acceptable, slowing every call is not.
+//! an fsync. Per-call bookkeeping (usage, history) commits without fsync and a background
+//! flush makes it durable within [`FLUSH_EVERY`] (and at shutdown): a crash may lose the last
+//! fraction of a second of counts; every call paying for an fsync would be worse.
 
 use super::store::*;
 use governor::clock::{Clock, DefaultClock};
@@ -15,8 +16,12 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
+
+/// How stale the durable copy of per-call bookkeeping may get.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
 
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 const HISTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("history");
@@ -33,6 +38,8 @@ struct Expiring<T> {
 
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    /// Set by commits made without fsync; cleared by the flush that makes them durable.
+    dirty: Arc<AtomicBool>,
     nonces: Mutex<HashMap<String, Instant>>,
     limiters: Mutex<HashMap<RateQuota, Arc<DefaultKeyedRateLimiter<String>>>>,
 }
@@ -72,9 +79,8 @@ impl EmbeddedStore {
 
     /// State for this process only.
     pub fn in_memory() -> StoreResult<Arc<EmbeddedStore>> {
-        let db = Database::builder()
-            .create_with_backend(redb::backends::InMemoryBackend::new())
-            .map_err(unavailable)?;
+        let db =
+            Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()).map_err(unavailable)?;
         EmbeddedStore::with_db(db)
     }
 
@@ -89,11 +95,18 @@ impl EmbeddedStore {
             txn.open_table(MEMORY).map_err(unavailable)?;
         }
         txn.commit().map_err(unavailable)?;
-        Ok(Arc::new(EmbeddedStore {
+        let store = Arc::new(EmbeddedStore {
             db: Arc::new(db),
+            dirty: Arc::new(AtomicBool::new(false)),
             nonces: Mutex::new(HashMap::new()),
             limiters: Mutex::new(HashMap::new()),
-        }))
+        });
+        let (db, dirty) = (Arc::downgrade(&store.db), store.dirty.clone());
+        std::thread::Builder::new()
+            .name("tollgate-store-flush".into())
+            .spawn(move || flush_loop(db, dirty))
+            .map_err(unavailable)?;
+        Ok(store)
     }
 
     /// Reads one value of `table` inline.
@@ -107,7 +120,11 @@ impl EmbeddedStore {
     }
 
     /// Every (key, value) of `table` whose key starts with `prefix`.
-    fn scan<T: DeserializeOwned>(&self, table: TableDefinition<&str, &[u8]>, prefix: &str) -> StoreResult<Vec<(String, T)>> {
+    fn scan<T: DeserializeOwned>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        prefix: &str,
+    ) -> StoreResult<Vec<(String, T)>> {
         let txn = self.db.begin_read().map_err(unavailable)?;
         let t = txn.open_table(table).map_err(unavailable)?;
         let mut out = Vec::new();
@@ -127,7 +144,7 @@ impl EmbeddedStore {
         durable: bool,
         f: impl FnOnce(&redb::WriteTransaction) -> StoreResult<R> + Send + 'static,
     ) -> StoreResult<R> {
-        let db = self.db.clone();
+        let (db, dirty) = (self.db.clone(), self.dirty.clone());
         tokio::task::spawn_blocking(move || {
             let mut txn = db.begin_write().map_err(unavailable)?;
             if !durable {
@@ -135,6 +152,9 @@ impl EmbeddedStore {
             }
             let out = f(&txn)?;
             txn.commit().map_err(unavailable)?;
+            if !durable {
+                dirty.store(true, Ordering::Release);
+            }
             Ok(out)
         })
         .await
@@ -142,10 +162,7 @@ impl EmbeddedStore {
     }
 
     fn live_session(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
-        Ok(self
-            .read::<Expiring<SessionRecord>>(SESSIONS, id)?
-            .filter(|e| e.expires_ms > now_ms())
-            .map(|e| e.value))
+        Ok(self.read::<Expiring<SessionRecord>>(SESSIONS, id)?.filter(|e| e.expires_ms > now_ms()).map(|e| e.value))
     }
 
     /// Updates a live session record in place; false if there is none.
@@ -184,6 +201,26 @@ impl EmbeddedStore {
     }
 }
 
+/// A durable (empty) commit makes the earlier non-durable ones durable too.
+fn durable_commit(db: &Database) -> Result<(), redb::Error> {
+    db.begin_write()?.commit()?;
+    Ok(())
+}
+
+/// Runs until the store is dropped.
+fn flush_loop(db: Weak<Database>, dirty: Arc<AtomicBool>) {
+    loop {
+        std::thread::sleep(FLUSH_EVERY);
+        let Some(db) = db.upgrade() else { return };
+        if dirty.swap(false, Ordering::AcqRel)
+            && let Err(e) = durable_commit(&db)
+        {
+            dirty.store(true, Ordering::Release);
+            tracing::warn!(error = %e, "could not flush the embedded store");
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl SessionStore for EmbeddedStore {
     fn kind(&self) -> &'static str {
@@ -192,6 +229,17 @@ impl SessionStore for EmbeddedStore {
 
     async fn ping(&self) -> StoreResult<()> {
         self.db.begin_read().map(|_| ()).map_err(unavailable)
+    }
+
+    async fn flush(&self) -> StoreResult<()> {
+        if self.dirty.swap(false, Ordering::AcqRel) {
+            let db = self.db.clone();
+            tokio::task::spawn_blocking(move || durable_commit(&db))
+                .await
+                .map_err(unavailable)?
+                .map_err(unavailable)?;
+        }
+        Ok(())
     }
 
     async fn put_session(&self, record: &SessionRecord, ttl: Duration) -> StoreResult<()> {

@@ -211,6 +211,12 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Checks the store answers.
     async fn ping(&self) -> StoreResult<()>;
 
+    /// Makes everything written so far durable (called at shutdown; stores that are always
+    /// durable need not override it).
+    async fn flush(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
     // ------------------------------------------------------------ sessions
 
     /// Creates or replaces a session record (usage is kept as stored if the record exists).

@@ -1,0 +1,305 @@
+//! Sessions that outlive a process and that operators steer: resume after a crash (both
+//! protocol generations), pause / resume / stop, human approval (CLI, timeout, the person at
+//! the client), and rate limits — through the real binary, its admin API and its CLI.
+
+use crate::support::*;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "test-admin-token-0123456789";
+
+/// A gateway fronting the fixture over stdio, with an admin API, a file-backed embedded store
+/// and an audit log, plus `extra` config and optional policy text.
+async fn gateway(extra: &str, policy: Option<&str>) -> Listening {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("admin.token"), TOKEN).unwrap();
+    let mut config = stdio_upstream("fx", fixture_bin(), &[], "");
+    config.push_str("[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"file:admin.token\"\n");
+    config.push_str("[store]\nfile = \"state/tollgate.redb\"\n[audit]\nfile = \"audit/audit.jsonl\"\n");
+    if let Some(text) = policy {
+        std::fs::create_dir_all(dir.path().join("policies")).unwrap();
+        std::fs::write(dir.path().join("policies/p.toml"), text).unwrap();
+        config.push_str("[policy]\ndir = \"policies\"\n");
+    }
+    config.push_str(extra);
+    Listening::gateway_in(dir, &config).await
+}
+
+/// Runs the `tollgate` CLI against the gateway's admin API; returns (success, stdout, stderr).
+async fn cli(gw: &Listening, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(tollgate_bin())
+        .args(args)
+        .arg("--admin")
+        .arg(gw.admin.as_deref().expect("admin API announced"))
+        .env("TOLLGATE_ADMIN_TOKEN", TOKEN)
+        .output()
+        .await
+        .expect("run tollgate");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+async fn cli_json(gw: &Listening, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let (ok, stdout, stderr) = cli(gw, &all).await;
+    assert!(ok, "tollgate {args:?} failed: {stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+/// Polls `f` until it holds, within the test bound (a condition wait, not a sleep).
+async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !f().await {
+        assert!(Instant::now() < deadline, "{what}: not reached within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn held_calls(gw: &Listening) -> usize {
+    gw.stderr().matches("call held: session paused").count()
+}
+
+fn audit_records(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("audit/audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_resumes_with_the_same_id_after_a_crash() {
+    let gw = gateway("", None).await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+    let id = client.session.clone().unwrap();
+    assert_eq!(first_text(&client.call_tool("fx__echo", json!({"message": "before"})).await["result"]), "Echo: before");
+    let mut stateless = HttpClient::new(&gw.url);
+    let r = stateless.stateless_request("tools/call", json!({"name": "fx__echo", "arguments": {"message": "a"}})).await;
+    assert_eq!(first_text(&r.response()["result"]), "Echo: a");
+
+    // The gateway dies without a shutdown; a new process on the same store takes over.
+    let gw = gw.crash_and_restart().await;
+    client.url = gw.url.clone();
+    stateless.url = gw.url.clone();
+    let reply = client.call_tool("fx__echo", json!({"message": "after"})).await;
+    assert_eq!(first_text(&reply["result"]), "Echo: after", "{reply}");
+    assert_eq!(client.session.as_deref(), Some(id.as_str()));
+    let r = stateless.stateless_request("tools/call", json!({"name": "fx__echo", "arguments": {"message": "b"}})).await;
+    assert_eq!(first_text(&r.response()["result"]), "Echo: b", "{:?}", r.messages);
+    assert!(gw.stderr().contains("session restored from the state store"), "{}", gw.stderr());
+
+    // Both sessions are listed once, with the calls made since the restart counted (a crash
+    // may lose the last fraction of a second of counts; a clean shutdown loses none).
+    let sessions = cli_json(&gw, &["sessions", "list"]).await;
+    let list = sessions["sessions"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{sessions}");
+    assert!(list.iter().any(|s| s["id"] == id.as_str()), "{sessions}");
+    let other = list.iter().find(|s| s["id"] != id.as_str()).unwrap()["id"].as_str().unwrap().to_string();
+    assert!(other.starts_with("st-"));
+
+    // A clean restart keeps the counters exactly.
+    let mut gw = gw;
+    eventually("both calls since the crash are counted", async || {
+        let a = cli_json(&gw, &["sessions", "show", &id]).await["session"]["usage"]["calls"].as_u64().unwrap();
+        let b = cli_json(&gw, &["sessions", "show", &other]).await["session"]["usage"]["calls"].as_u64().unwrap();
+        a >= 1 && b >= 1
+    })
+    .await;
+    let before = cli_json(&gw, &["sessions", "show", &id]).await["session"]["usage"]["calls"].as_u64().unwrap();
+    assert!(gw.terminate().await.success());
+    let gw = gw.crash_and_restart().await;
+    client.url = gw.url.clone();
+    let reply = client.call_tool("fx__echo", json!({"message": "third"})).await;
+    assert_eq!(first_text(&reply["result"]), "Echo: third", "{reply}");
+    eventually("the counter continues from where it was", async || {
+        cli_json(&gw, &["sessions", "show", &id]).await["session"]["usage"]["calls"] == before + 1
+    })
+    .await;
+
+    // An unknown id is still 404.
+    let mut stranger = HttpClient::new(&gw.url);
+    stranger.session = Some("0".repeat(64));
+    stranger.protocol = Some("2025-11-25".into());
+    assert_eq!(stranger.request("tools/list", json!({})).await.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_holds_calls_and_resume_releases_them() {
+    let gw = gateway("", None).await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+    let id = client.session.clone().unwrap();
+    assert_eq!(first_text(&client.call_tool("fx__echo", json!({"message": "warm"})).await["result"]), "Echo: warm");
+
+    let (ok, out, err) = cli(&gw, &["sessions", "pause", &id]).await;
+    assert!(ok && out.contains("paused"), "{out} {err}");
+    let mut first = HttpClient::new(&gw.url);
+    first.session = client.session.clone();
+    first.protocol = client.protocol.clone();
+    let mut second = HttpClient::new(&gw.url);
+    second.next_id(); // its own JSON-RPC id: one id in flight per session
+    second.session = client.session.clone();
+    second.protocol = client.protocol.clone();
+    let a = tokio::spawn(async move { first.call_tool("fx__echo", json!({"message": "one"})).await });
+    eventually("the first call is held", async || held_calls(&gw) == 1).await;
+    let b = tokio::spawn(async move { second.call_tool("fx__echo", json!({"message": "two"})).await });
+    eventually("the second call is held", async || held_calls(&gw) == 2).await;
+    assert!(!a.is_finished() && !b.is_finished(), "a paused session must not run calls");
+
+    let (ok, out, err) = cli(&gw, &["sessions", "resume", &id]).await;
+    assert!(ok && out.contains("active"), "{out} {err}");
+    assert_eq!(first_text(&a.await.unwrap()["result"]), "Echo: one");
+    assert_eq!(first_text(&b.await.unwrap()["result"]), "Echo: two");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_held_past_the_pause_limit_fails_clearly() {
+    let gw = gateway("[sessions]\npause_max_wait_secs = 1\n", None).await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+    let id = client.session.clone().unwrap();
+    assert!(cli(&gw, &["sessions", "pause", &id]).await.0);
+    let reply = client.call_tool("fx__echo", json!({"message": "x"})).await;
+    assert_eq!(reply["error"]["code"], -31012, "{reply}");
+    assert!(reply["error"]["message"].as_str().unwrap().contains("paused"), "{reply}");
+    let records = audit_records(gw.dir.path());
+    assert_eq!(records.last().unwrap()["outcome"], "paused", "held calls are audited too");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_cancels_in_flight_calls_and_ends_the_session() {
+    let gw = gateway("", None).await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+    let id = client.session.clone().unwrap();
+    assert_eq!(first_text(&client.call_tool("fx__echo", json!({"message": "warm"})).await["result"]), "Echo: warm");
+    let mut slow = HttpClient::new(&gw.url);
+    slow.session = client.session.clone();
+    slow.protocol = client.protocol.clone();
+    let call = tokio::spawn(async move { slow.call_tool("fx__slow", json!({"ms": 60000})).await });
+    eventually("the slow call is in flight", async || {
+        cli_json(&gw, &["sessions", "show", &id]).await["here"]["in_flight"] == 1
+    })
+    .await;
+    let (ok, out, err) = cli(&gw, &["sessions", "stop", &id]).await;
+    assert!(ok && out.contains("stopped"), "{out} {err}");
+    let reply = tokio::time::timeout(WAIT, call).await.expect("stop ends in-flight calls").unwrap();
+    assert_eq!(reply["error"]["code"], -31013, "{reply}");
+    assert_eq!(client.request("tools/list", json!({})).await.status, 404, "a stopped session's id is refused");
+    let (ok, _, err) = cli(&gw, &["sessions", "resume", &id]).await;
+    assert!(!ok && err.contains("cannot be resumed"), "{err}");
+}
+
+const APPROVAL_POLICY: &str = "[[upstream]]\nname = \"fx\"\nallow = [\"*\"]\n[[upstream.tool]]\nname = \"echo\"\napproval_when = { message = [\"deploy*\"] }\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_granted_through_the_cli_lets_the_call_run() {
+    let gw = gateway("", Some(APPROVAL_POLICY)).await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+    // Calls that match no approval rule run at once.
+    assert_eq!(first_text(&client.call_tool("fx__echo", json!({"message": "hi"})).await["result"]), "Echo: hi");
+    let mut waiting = HttpClient::new(&gw.url);
+    waiting.session = client.session.clone();
+    waiting.protocol = client.protocol.clone();
+    let call = tokio::spawn(async move { waiting.call_tool("fx__echo", json!({"message": "deploy prod"})).await });
+    let mut pending = Value::Null;
+    eventually("the approval is pending", async || {
+        pending = cli_json(&gw, &["approvals", "list"]).await;
+        pending["approvals"].as_array().is_some_and(|a| a.len() == 1)
+    })
+    .await;
+    let approval = &pending["approvals"][0];
+    assert_eq!(approval["tool"], "fx__echo");
+    assert_eq!(approval["arguments"]["message"], "deploy prod");
+    let id = approval["id"].as_str().unwrap().to_string();
+    assert!(!call.is_finished());
+    let (ok, out, err) = cli(&gw, &["approvals", "approve", &id, "--as", "alice"]).await;
+    assert!(ok && out.contains("approved"), "{out} {err}");
+    let reply = tokio::time::timeout(WAIT, call).await.unwrap().unwrap();
+    assert_eq!(first_text(&reply["result"]), "Echo: deploy prod", "{reply}");
+
+    // Deciding twice is refused, and the audit trail says who approved.
+    let (ok, _, err) = cli(&gw, &["approvals", "deny", &id]).await;
+    assert!(!ok && err.contains("already decided"), "{err}");
+    let records = audit_records(gw.dir.path());
+    let completed = records.iter().rev().find(|r| r["phase"] == "completed").unwrap();
+    assert_eq!(completed["approval"]["by"], "admin:alice", "{completed}");
+    assert_eq!(completed["approval"]["approved"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_approval_is_denied_at_the_deadline() {
+    let gw = gateway("[approvals]\ntimeout_secs = 1\n", Some(APPROVAL_POLICY)).await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+    let reply = client.call_tool("fx__echo", json!({"message": "deploy"})).await;
+    assert_eq!(reply["error"]["code"], -31003, "{reply}");
+    let message = reply["error"]["message"].as_str().unwrap();
+    assert!(message.contains("not approved") && message.contains("timeout"), "{message}");
+    assert_eq!(reply["error"]["data"]["rule"], "p.toml:fx:tool:echo:approval_when:message");
+    let records = audit_records(gw.dir.path());
+    let denied = records.last().unwrap();
+    assert_eq!(denied["phase"], "denied");
+    assert_eq!(denied["approval"]["by"], "timeout", "{denied}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_person_at_the_client_can_approve_through_elicitation() {
+    let gw = gateway("", Some(APPROVAL_POLICY)).await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({"elicitation": {}})).await;
+    let mut stream = client
+        .post_streaming(&json!({"jsonrpc":"2.0","id":7,"method":"tools/call",
+            "params":{"name":"fx__echo","arguments":{"message":"deploy now"}}}))
+        .await;
+    let ask = tokio::time::timeout(WAIT, stream.recv()).await.unwrap().expect("an elicitation request");
+    assert_eq!(ask["method"], "elicitation/create", "{ask}");
+    assert!(ask["params"]["message"].as_str().unwrap().contains("fx__echo"), "{ask}");
+    let answer = json!({"jsonrpc":"2.0","id":ask["id"],"result":{"action":"accept","content":{"approve":true}}});
+    assert_eq!(client.post(&answer, &[]).await.status, 202);
+    let reply = tokio::time::timeout(WAIT, stream.recv()).await.unwrap().expect("the call's reply");
+    assert_eq!(first_text(&reply["result"]), "Echo: deploy now", "{reply}");
+    let records = audit_records(gw.dir.path());
+    assert_eq!(records.last().unwrap()["approval"]["by"], "client:it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_over_the_rate_limit_gets_a_retry_hint() {
+    let policy =
+        "[rate_limits]\nsession = { rate = \"1/min\", burst = 2 }\n[[upstream]]\nname = \"fx\"\nallow = [\"*\"]\n";
+    let gw = gateway("", Some(policy)).await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+    for i in 0..2 {
+        let reply = client.call_tool("fx__echo", json!({"message": i.to_string()})).await;
+        assert!(reply.get("result").is_some(), "{reply}");
+    }
+    let reply = client.call_tool("fx__echo", json!({"message": "3"})).await;
+    assert_eq!(reply["error"]["code"], -31008, "{reply}");
+    assert_eq!(reply["error"]["data"]["rule"], "p.toml:rate_limits.session");
+    let retry = reply["error"]["data"]["retryAfterMs"].as_u64().unwrap();
+    assert!(retry > 1000 && retry <= 60_000, "{reply}");
+    // Another session has its own budget.
+    let mut other = HttpClient::new(&gw.url);
+    other.initialize(json!({})).await;
+    assert!(other.call_tool("fx__echo", json!({"message": "x"})).await.get("result").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_needs_its_token() {
+    let gw = gateway("", None).await;
+    let admin = gw.admin.clone().unwrap();
+    let http = reqwest::Client::new();
+    let resp = http.get(format!("{admin}/v1/sessions")).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    assert!(resp.headers().contains_key("www-authenticate"));
+    let resp = http.get(format!("{admin}/v1/sessions")).bearer_auth("wrong").send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = http.get(format!("{admin}/v1/health")).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["store"], "embedded");
+}
