@@ -11,6 +11,7 @@ use crate::policy::pins::PinStore;
 use crate::policy::stack;
 use crate::session::embedded::EmbeddedStore;
 use crate::session::registry::Registry;
+use crate::session::request_state::StateKey;
 use crate::session::store::SessionStore;
 use crate::session::{self, Session, Shared};
 use crate::transport::downstream::{http, stdio};
@@ -99,6 +100,13 @@ fn shared(
         sessions: config.sessions.clone(),
         approvals: config.approvals.clone(),
         decisions: Default::default(),
+        state_key: match &config.approvals.state_key {
+            Some(r) => StateKey::from_secret(
+                &crate::secrets::resolve(r, &config.base_dir)
+                    .map_err(|e| anyhow::anyhow!("approvals.state_key: {e}"))?,
+            ),
+            None => StateKey::random(),
+        },
     }))
 }
 

@@ -215,6 +215,9 @@ pub fn now_rfc3339() -> String {
 pub fn outcome_of(result: &Result<crate::jsonrpc::Frame, crate::error::Error>) -> &'static str {
     match result {
         Ok(frame) if frame.is_error() => "error",
+        Ok(frame) if frame.result().is_some_and(|r| r.contains("\"resultType\":\"input_required\"")) => {
+            "input_required"
+        }
         Ok(frame) if frame.result().is_some_and(|r| r.contains("\"isError\":true")) => "tool_error",
         Ok(_) => "ok",
         Err(e) => e.outcome(),

@@ -309,9 +309,7 @@ impl Config {
         if let Some(admin) = &self.admin {
             admin.validate()?;
         }
-        if self.approvals.timeout_secs == 0 {
-            return Err("approvals.timeout_secs: must be at least 1".into());
-        }
+        self.approvals.validate()?;
         let mut names = std::collections::HashSet::new();
         let mut prefixes = std::collections::HashSet::new();
         for (i, u) in self.upstreams.iter().enumerate() {

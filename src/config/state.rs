@@ -93,6 +93,10 @@ pub struct ApprovalsConfig {
     /// clients) when the client supports it; the admin API and CLI can always answer.
     #[serde(default = "default_true")]
     pub ask_client: bool,
+    /// Secret reference (`env:NAME`, `file:PATH`) for signing the `requestState` of approvals
+    /// asked through 2026-07-28 `input_required` results. Replicas behind one load balancer
+    /// must share it; without it each process signs with a random key of its own.
+    pub state_key: Option<String>,
 }
 
 fn default_approval_timeout() -> u64 {
@@ -104,13 +108,23 @@ fn default_true() -> bool {
 
 impl Default for ApprovalsConfig {
     fn default() -> Self {
-        ApprovalsConfig { timeout_secs: default_approval_timeout(), ask_client: true }
+        ApprovalsConfig { timeout_secs: default_approval_timeout(), ask_client: true, state_key: None }
     }
 }
 
 impl ApprovalsConfig {
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout_secs)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.timeout_secs == 0 {
+            return Err("approvals.timeout_secs: must be at least 1".into());
+        }
+        match &self.state_key {
+            Some(r) => crate::secrets::check_reference(r).map_err(|e| format!("approvals.state_key: {e}")),
+            None => Ok(()),
+        }
     }
 }
 

@@ -122,7 +122,7 @@ impl Completion {
         match outcome {
             Ok(frame) => {
                 record.result_bytes = Some(frame.as_str().len());
-                if record.phase == "denied" {
+                if record.phase == "denied" && record.outcome.as_deref() == Some("tool_error") {
                     record.outcome = Some("denied".into()); // e.g. invalid arguments answered as a tool error
                 }
             }

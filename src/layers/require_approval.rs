@@ -5,12 +5,15 @@
 
 use super::gate::Gate;
 use crate::error::Error;
+use crate::jsonrpc::raw_object::raw;
+use crate::jsonrpc::{self, Frame, RawObject};
 use crate::policy::Decision;
 use crate::policy::stack::ToolCall;
 use crate::policy::trail::ApprovalTrail;
-use crate::session::approvals::ApprovalAsk;
+use crate::session::approvals::{APPROVAL_INPUT, ApprovalAsk};
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use serde_json::Value;
 use tower::Layer;
 
 #[derive(Clone, Copy, Default)]
@@ -23,7 +26,42 @@ impl<S> Layer<S> for RequireApprovalLayer {
     }
 }
 
-fn require_approval(call: ToolCall) -> BoxFuture<'static, Result<ToolCall, super::check::ShortCircuit>> {
+/// `params.requestState` and `params.inputResponses` of a 2026-07-28 retry.
+fn input_fields(frame: &Frame) -> (Option<String>, Option<Value>) {
+    #[derive(serde::Deserialize)]
+    struct P {
+        #[serde(rename = "requestState")]
+        request_state: Option<String>,
+        #[serde(rename = "inputResponses")]
+        input_responses: Option<Value>,
+    }
+    match frame.params_as::<P>() {
+        Ok(p) => (p.request_state, p.input_responses),
+        Err(_) => (None, None),
+    }
+}
+
+/// The request without the gateway's own round-trip fields (other `inputResponses` stay: they
+/// answer the upstream's questions).
+fn without_input_fields(frame: &Frame) -> Frame {
+    let Ok(mut params) = RawObject::parse(frame.params().unwrap_or("{}")) else { return frame.clone() };
+    params.remove("requestState");
+    if let Some(responses) = params.remove("inputResponses")
+        && let Ok(mut responses) = RawObject::parse(responses.get())
+    {
+        responses.remove(APPROVAL_INPUT);
+        if !responses.0.is_empty() {
+            params.set("inputResponses", raw(&responses));
+        }
+    }
+    frame.with_params(&params.to_json())
+}
+
+fn result_frame(result: &str) -> Frame {
+    Frame::parse(jsonrpc::result("0", result)).expect("a built result is a valid frame")
+}
+
+fn require_approval(mut call: ToolCall) -> BoxFuture<'static, Result<ToolCall, super::check::ShortCircuit>> {
     async move {
         let Some(pending) = call.policy.approval(&call.upstream, &call.tool.name, &call.arguments) else {
             return Ok(call);
@@ -42,7 +80,34 @@ fn require_approval(call: ToolCall) -> BoxFuture<'static, Result<ToolCall, super
             reason: &pending.reason,
             related: call.related.clone(),
         };
-        let (id, decision) = match call.session.await_approval(ask).await {
+        let answered = if call.session.approves_through_input_required() {
+            let args_digest = crate::policy::tool::digest(&call.arguments);
+            let (request_state, responses) = input_fields(&call.frame);
+            match request_state {
+                // First round: the question goes back to the client as the call's result.
+                None => {
+                    call.trail.record("approval", "pending", &pending);
+                    return Err(match call.session.ask_through_input_required(ask, &args_digest).await {
+                        Ok(result) => Ok(result_frame(&result)),
+                        Err(e) => Err(e),
+                    });
+                }
+                Some(token) => {
+                    let answer = call
+                        .session
+                        .answer_through_input_required(&token, responses.as_ref(), &call.public_name, &args_digest)
+                        .await;
+                    if answer.is_ok() {
+                        // The upstream sees the call as if the gateway had never asked.
+                        call.frame = without_input_fields(&call.frame);
+                    }
+                    answer
+                }
+            }
+        } else {
+            call.session.await_approval(ask).await
+        };
+        let (id, decision) = match answered {
             Ok(answer) => answer,
             Err(e) => {
                 call.trail.record("approval", "deny", &pending);

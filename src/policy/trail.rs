@@ -6,7 +6,7 @@ use std::sync::Mutex;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrailEntry {
     pub layer: &'static str,
-    /// "allow", "deny" or "would_deny" (dry run).
+    /// "allow", "deny", "would_deny" (dry run) or "pending" (asked a person; not decided yet).
     pub decision: &'static str,
     pub rule: String,
     pub reason: String,

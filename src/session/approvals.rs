@@ -4,6 +4,7 @@
 //! deadline, which decides it as denied. The store makes the first decision the only one.
 
 use super::Session;
+use super::request_state::ApprovalState;
 use super::store::{ApprovalDecision, ApprovalRecord, DecideOutcome, new_id, now_ms};
 use crate::error::Error;
 use crate::jsonrpc::Frame;
@@ -38,6 +39,35 @@ impl Decisions {
     }
 }
 
+/// The key of the gateway's own question in an `input_required` result's `inputRequests`.
+pub const APPROVAL_INPUT: &str = "tollgate_approval";
+
+fn client_name(info: &Value) -> String {
+    info.get("name").and_then(|n| n.as_str()).unwrap_or("client").to_string()
+}
+
+/// The elicitation that asks the person at the client (both protocol generations).
+fn approval_prompt(record: &ApprovalRecord, reason: &str) -> Value {
+    json!({
+        "mode": "form",
+        "message": format!(
+            "Tollgate: allow {} on {} with arguments {}? ({reason})",
+            record.tool, record.upstream, record.arguments
+        ),
+        "requestedSchema": {
+            "type": "object",
+            "properties": { "approve": { "type": "boolean", "title": "Allow this tool call?" } },
+            "required": ["approve"]
+        }
+    })
+}
+
+/// An elicitation answer: approved only on `accept` with `approve: true`.
+fn approved_in(answer: &Value) -> bool {
+    answer.get("action").and_then(Value::as_str) == Some("accept")
+        && answer.pointer("/content/approve").and_then(Value::as_bool) == Some(true)
+}
+
 /// What the waiting call needs to know about itself.
 pub struct ApprovalAsk<'a> {
     pub upstream: &'a str,
@@ -61,19 +91,7 @@ impl Session {
     /// answers in time). Fails closed if the store cannot keep it.
     pub async fn await_approval(&self, ask: ApprovalAsk<'_>) -> Result<(String, ApprovalDecision), Error> {
         let timeout = self.shared.approvals.timeout();
-        let now = now_ms();
-        let record = ApprovalRecord {
-            id: new_id(),
-            session: self.id.clone(),
-            principal: self.principal.clone(),
-            upstream: ask.upstream.to_string(),
-            tool: ask.tool.to_string(),
-            arguments: ask.arguments,
-            rule: ask.rule.to_string(),
-            created_ms: now,
-            expires_ms: now + timeout.as_millis() as u64,
-            decision: None,
-        };
+        let record = self.pending_approval(&ask);
         let store = self.shared.store.clone();
         store.put_approval(&record).await?;
         let id = record.id.clone();
@@ -118,6 +136,110 @@ impl Session {
         }
     }
 
+    fn pending_approval(&self, ask: &ApprovalAsk<'_>) -> ApprovalRecord {
+        let now = now_ms();
+        ApprovalRecord {
+            id: new_id(),
+            session: self.id.clone(),
+            principal: self.principal.clone(),
+            upstream: ask.upstream.to_string(),
+            tool: ask.tool.to_string(),
+            arguments: ask.arguments.clone(),
+            rule: ask.rule.to_string(),
+            created_ms: now,
+            expires_ms: now + self.shared.approvals.timeout().as_millis() as u64,
+            decision: None,
+        }
+    }
+
+    /// True when approvals ride on the call itself: a 2026-07-28 client that can answer an
+    /// elicitation gets an `input_required` result and retries with the answer.
+    pub fn approves_through_input_required(&self) -> bool {
+        self.shared.approvals.ask_client
+            && self
+                .client_hello()
+                .is_some_and(|c| c.stateless && c.capabilities.get("elicitation").is_some_and(|e| !e.is_null()))
+    }
+
+    /// First round: stores the pending approval (operators see it too) and answers with the
+    /// `input_required` result the client must fulfil and retry with.
+    pub async fn ask_through_input_required(&self, ask: ApprovalAsk<'_>, args_digest: &str) -> Result<String, Error> {
+        let record = self.pending_approval(&ask);
+        self.shared.store.put_approval(&record).await?;
+        tracing::info!(session = %self.id, approval = %record.id, tool = ask.tool, "approval asked through input_required");
+        let state = ApprovalState {
+            approval: record.id.clone(),
+            session: crate::audit::session_handle(&self.id),
+            tool: ask.tool.to_string(),
+            args_digest: args_digest.to_string(),
+            expires_ms: record.expires_ms,
+            nonce: new_id(),
+        };
+        let result = json!({
+            "resultType": "input_required",
+            "inputRequests": {
+                APPROVAL_INPUT: { "method": "elicitation/create", "params": approval_prompt(&record, ask.reason) }
+            },
+            "requestState": self.shared.state_key.seal(&state),
+        });
+        Ok(result.to_string())
+    }
+
+    /// The retry: checks the `requestState` (ours, unexpired, for this very call, never used
+    /// before) and records the person's answer from `inputResponses`.
+    pub async fn answer_through_input_required(
+        &self,
+        request_state: &str,
+        input_responses: Option<&Value>,
+        tool: &str,
+        args_digest: &str,
+    ) -> Result<(String, ApprovalDecision), Error> {
+        let again = "call the tool again without requestState to be asked again";
+        let state = self
+            .shared
+            .state_key
+            .open(request_state, now_ms())
+            .map_err(|why| Error::InvalidParams(format!("requestState is not valid ({why}); {again}")))?;
+        if state.session != crate::audit::session_handle(&self.id)
+            || state.tool != tool
+            || state.args_digest != args_digest
+        {
+            return Err(Error::InvalidParams(format!(
+                "requestState belongs to another call (session, tool or arguments differ); {again}"
+            )));
+        }
+        let ttl = Duration::from_millis(state.expires_ms.saturating_sub(now_ms())) + Duration::from_secs(60);
+        if !self.shared.store.use_nonce(&state.nonce, ttl).await? {
+            return Err(Error::InvalidParams(format!("requestState was already used; {again}")));
+        }
+        let answer = input_responses.and_then(|r| r.get(APPROVAL_INPUT)).ok_or_else(|| {
+            Error::InvalidParams(format!(
+                "inputResponses.{APPROVAL_INPUT} is missing: answer the elicitation and retry"
+            ))
+        })?;
+        let who = self.client_hello().map(|c| client_name(&c.client_info)).unwrap_or_else(|| "client".into());
+        let decision = ApprovalDecision {
+            approved: approved_in(answer),
+            by: format!("client:{who}"),
+            at_ms: now_ms(),
+            reason: None,
+        };
+        match self.decide(&state.approval, &decision).await? {
+            DecideOutcome::Decided(_) => Ok((state.approval, decision)),
+            // An operator (or the deadline) decided first: that decision stands.
+            DecideOutcome::AlreadyDecided(r) => {
+                let d = r.decision.unwrap_or(ApprovalDecision {
+                    approved: false,
+                    by: "timeout".into(),
+                    at_ms: now_ms(),
+                    reason: Some("the approval expired".into()),
+                });
+                Ok((state.approval, d))
+            }
+            DecideOutcome::NotFound => Err(Error::InvalidParams(format!("the approval no longer exists; {again}"))),
+        }
+    }
+
     async fn decide(&self, id: &str, decision: &ApprovalDecision) -> Result<DecideOutcome, Error> {
         let outcome = self.shared.store.decide_approval(id, decision).await?;
         self.shared.decisions.wake(id);
@@ -138,27 +260,14 @@ impl Session {
         if client.stateless || client.capabilities.get("elicitation").is_none_or(|e| e.is_null()) {
             return None;
         }
-        let who = client.client_info.get("name").and_then(|n| n.as_str()).unwrap_or("client").to_string();
-        let params = json!({
-            "mode": "form",
-            "message": format!(
-                "Tollgate: allow {} on {} with arguments {}? ({reason})",
-                record.tool, record.upstream, record.arguments
-            ),
-            "requestedSchema": {
-                "type": "object",
-                "properties": { "approve": { "type": "boolean", "title": "Allow this tool call?" } },
-                "required": ["approve"]
-            }
-        });
+        let who = client_name(&client.client_info);
+        let params = approval_prompt(record, reason);
         let rx = self.request_client("elicitation/create", &params.to_string(), related);
         Some(Box::pin(async move {
             let reply = rx.await?;
             let Some(result) = reply.result() else { return Ok(None) };
-            let v: Value = serde_json::from_str(result).unwrap_or_default();
-            let accepted = v.get("action").and_then(Value::as_str) == Some("accept");
-            let approve = v.pointer("/content/approve").and_then(Value::as_bool) == Some(true);
-            Ok(Some((accepted && approve, format!("client:{who}"))))
+            let answer: Value = serde_json::from_str(result).unwrap_or_default();
+            Ok(Some((approved_in(&answer), format!("client:{who}"))))
         }))
     }
 

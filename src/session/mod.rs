@@ -14,6 +14,7 @@ pub mod control;
 pub mod embedded;
 pub mod outbound;
 pub mod registry;
+pub mod request_state;
 pub mod store;
 
 use crate::config::{ApprovalsConfig, SessionsConfig, UpstreamConfig};
@@ -57,6 +58,8 @@ pub struct Shared {
     pub approvals: ApprovalsConfig,
     /// Wakes calls waiting on an approval decided through this process.
     pub decisions: approvals::Decisions,
+    /// Signs the `requestState` of approvals asked through `input_required`.
+    pub state_key: request_state::StateKey,
 }
 
 impl Shared {
@@ -76,6 +79,7 @@ impl Shared {
             sessions: SessionsConfig::default(),
             approvals: ApprovalsConfig::default(),
             decisions: Default::default(),
+            state_key: request_state::StateKey::random(),
         }
     }
 }

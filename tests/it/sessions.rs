@@ -303,3 +303,54 @@ async fn the_admin_api_needs_its_token() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["store"], "embedded");
 }
+
+/// A 2026-07-28 tools/call from a client that can answer elicitations.
+async fn stateless_call(client: &mut HttpClient, mut params: Value) -> Value {
+    let id = client.next_id();
+    params["_meta"] = stateless_meta();
+    params["_meta"]["io.modelcontextprotocol/clientCapabilities"] = json!({"elicitation": {}});
+    let name = params["name"].as_str().unwrap().to_string();
+    let headers = [("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", name.as_str())];
+    let reply = client.post(&json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":params}), &headers).await;
+    reply.response().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stateless_clients_approve_through_input_required_and_request_state_cannot_be_replayed_or_forged() {
+    let gw = gateway("", Some(APPROVAL_POLICY)).await;
+    let mut client = HttpClient::new(&gw.url);
+    let call = json!({"name": "fx__echo", "arguments": {"message": "deploy it"}});
+    let first = stateless_call(&mut client, call.clone()).await;
+    let result = &first["result"];
+    assert_eq!(result["resultType"], "input_required", "{first}");
+    assert_eq!(result["inputRequests"]["tollgate_approval"]["method"], "elicitation/create", "{first}");
+    let state = result["requestState"].as_str().unwrap().to_string();
+    // Operators see the pending approval too.
+    let pending = cli_json(&gw, &["approvals", "list"]).await;
+    assert_eq!(pending["approvals"].as_array().unwrap().len(), 1, "{pending}");
+
+    let answered = |state: &str, args: Value| {
+        json!({"name": "fx__echo", "arguments": args, "requestState": state,
+               "inputResponses": {"tollgate_approval": {"action": "accept", "content": {"approve": true}}}})
+    };
+    // A forged state (payload edited) and a state for other arguments are refused.
+    let mut forged = state.clone();
+    let flip = if forged.starts_with('e') { "f" } else { "e" };
+    forged.replace_range(0..1, flip);
+    let reply = stateless_call(&mut client, answered(&forged, json!({"message": "deploy it"}))).await;
+    assert_eq!(reply["error"]["code"], -32602, "{reply}");
+    assert!(reply["error"]["message"].as_str().unwrap().contains("not valid"), "{reply}");
+    let reply = stateless_call(&mut client, answered(&state, json!({"message": "deploy everything"}))).await;
+    assert!(reply["error"]["message"].as_str().unwrap().contains("another call"), "{reply}");
+
+    let done = stateless_call(&mut client, answered(&state, json!({"message": "deploy it"}))).await;
+    assert_eq!(first_text(&done["result"]), "Echo: deploy it", "{done}");
+    let replay = stateless_call(&mut client, answered(&state, json!({"message": "deploy it"}))).await;
+    assert_eq!(replay["error"]["code"], -32602, "{replay}");
+    assert!(replay["error"]["message"].as_str().unwrap().contains("already used"), "{replay}");
+
+    let records = audit_records(gw.dir.path());
+    let completed = records.iter().rev().find(|r| r["phase"] == "completed").unwrap();
+    assert_eq!(completed["approval"]["by"], "client:it", "{completed}");
+    assert!(records.iter().any(|r| r["outcome"] == "input_required" && r["decision"] == "pending"));
+}
