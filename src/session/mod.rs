@@ -151,6 +151,12 @@ pub struct Session {
     me: Weak<Session>,
 }
 
+/// A registered request: its place in the in-flight set.
+pub struct Ticket {
+    serial: u64,
+    cancel: CancellationToken,
+}
+
 /// Removes an in-flight entry however the request ends (unless a cancellation already did and
 /// a new request now uses the key).
 struct InflightGuard<'a>(&'a Session, String, u64);
@@ -296,7 +302,9 @@ impl Session {
 
     /// Handles one client message. Returns the reply for requests (None when cancelled).
     pub async fn handle(&self, frame: Frame, ctx: RequestCtx) -> Option<String> {
-        self.touch();
+        if frame.kind() != Kind::Request {
+            self.touch(); // requests touch when they run
+        }
         match frame.kind() {
             Kind::Request => self.handle_request(frame, ctx).await,
             Kind::Notification => {
@@ -311,27 +319,43 @@ impl Session {
     }
 
     async fn handle_request(&self, frame: Frame, ctx: RequestCtx) -> Option<String> {
-        let id = frame.id().unwrap_or("null").to_string();
+        match self.register(&frame, &ctx) {
+            Ok(ticket) => self.run_registered(frame, ctx, ticket).await,
+            Err(reply) => Some(reply),
+        }
+    }
+
+    /// Puts a request in the in-flight set, synchronously, so a transport can register requests
+    /// in arrival order and run them concurrently: a cancellation that arrives after the request
+    /// always finds it. `Err` is the reply to send at once (duplicate id, session closing).
+    pub fn register(&self, frame: &Frame, ctx: &RequestCtx) -> Result<Ticket, String> {
+        let id = frame.id().unwrap_or("null");
         if self.is_closed() {
-            return Some(Error::ShuttingDown.to_jsonrpc(Some(&id)));
+            return Err(Error::ShuttingDown.to_jsonrpc(Some(id)));
         }
         let cancel = CancellationToken::new();
         let serial = self.next_server_request.fetch_add(1, Ordering::Relaxed);
-        {
-            let mut inflight = self.inflight.lock().expect("inflight lock");
-            if inflight.contains_key(&ctx.key) {
-                return Some(Error::DuplicateRequestId(id.clone()).to_jsonrpc(Some(&id)));
-            }
-            inflight.insert(
-                ctx.key.clone(),
-                Inflight {
-                    serial,
-                    related: ctx.related.clone(),
-                    progress_token: progress_token(&frame),
-                    cancel: cancel.clone(),
-                },
-            );
+        let mut inflight = self.inflight.lock().expect("inflight lock");
+        if inflight.contains_key(&ctx.key) {
+            return Err(Error::DuplicateRequestId(id.to_string()).to_jsonrpc(Some(id)));
         }
+        inflight.insert(
+            ctx.key.clone(),
+            Inflight {
+                serial,
+                related: ctx.related.clone(),
+                progress_token: progress_token(frame),
+                cancel: cancel.clone(),
+            },
+        );
+        Ok(Ticket { serial, cancel })
+    }
+
+    /// Runs a request [`Session::register`]ed before; the reply (None when cancelled by the client).
+    pub async fn run_registered(&self, frame: Frame, ctx: RequestCtx, ticket: Ticket) -> Option<String> {
+        self.touch();
+        let id = frame.id().unwrap_or("null").to_string();
+        let Ticket { serial, cancel } = ticket;
         let _guard = InflightGuard(self, ctx.key.clone(), serial);
         let span = tracing::debug_span!("request", session = %self.id, method = %frame.method());
         let outcome = tokio::select! {

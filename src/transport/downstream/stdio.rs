@@ -139,13 +139,21 @@ pub async fn serve(session: Arc<Session>, max_message: usize, shutdown: Cancella
             session.handle(frame, RequestCtx { key: String::new(), related: None }).await;
             continue;
         }
+        // Registered here, in arrival order: a cancellation read after this line finds it.
+        let ctx = RequestCtx { key: frame.id().unwrap_or_default().to_string(), related: None };
+        let ticket = match session.register(&frame, &ctx) {
+            Ok(t) => t,
+            Err(reply) => {
+                let _ = tx.send(reply).await;
+                continue;
+            }
+        };
         let session = session.clone();
         let tx = tx.clone();
         // Each request runs on its own so a slow tool never blocks the client's other traffic
         // (including its answers to the upstream's sampling or elicitation requests).
         tasks.spawn(async move {
-            let key = frame.id().unwrap_or_default().to_string();
-            if let Some(reply) = session.handle(frame, RequestCtx { key, related: None }).await {
+            if let Some(reply) = session.run_registered(frame, ctx, ticket).await {
                 let _ = tx.send(reply).await;
             }
         });
