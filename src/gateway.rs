@@ -7,9 +7,9 @@ use crate::config::StoreBackend;
 use crate::config::{Config, UpstreamConfig};
 use crate::policy::Policy;
 use crate::policy::handle::{PolicyHandle, Watch};
-use crate::policy::pins::PinStore;
 use crate::policy::stack;
 use crate::session::embedded::EmbeddedStore;
+use crate::session::pins::PinStore;
 use crate::session::registry::Registry;
 use crate::session::request_state::StateKey;
 use crate::session::store::SessionStore;
@@ -77,6 +77,7 @@ fn shared(
     policy: Arc<PolicyHandle>,
     principal: String,
     store: Arc<dyn SessionStore>,
+    pins: Arc<PinStore>,
 ) -> anyhow::Result<Arc<Shared>> {
     let http = reqwest::Client::builder()
         .tcp_nodelay(true)
@@ -90,10 +91,7 @@ fn shared(
         http,
         tool_stack: stack::build(config.gateway.request_timeout(), audit_log(config)?),
         policy,
-        pins: Arc::new(match config.pins.resolved_file(&config.base_dir) {
-            Some(path) => PinStore::open(&path).map_err(|e| anyhow::anyhow!("tool pins: {e}"))?,
-            None => PinStore::in_memory(),
-        }),
+        pins,
         principal,
         store,
         session_ttl: Duration::from_secs(config.server.session_idle_timeout_secs),
@@ -132,7 +130,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let (policy, _watch) = policy_handle(&config)?;
     // Until authentication arrives, HTTP callers are not identified.
     let store = open_store(&config).await?;
-    let shared = shared(&config, config.upstreams.clone(), policy, "anonymous".into(), store)?;
+    let pins = Arc::new(PinStore::load(store.clone()).await.map_err(|e| anyhow::anyhow!("tool pins: {e}"))?);
+    let shared = shared(&config, config.upstreams.clone(), policy, "anonymous".into(), store, pins)?;
     let registry = Arc::new(Registry::new(shared));
     let admin = match &config.admin {
         Some(admin) => Some(crate::admin::serve(admin, &config.base_dir, registry.clone()).await?),
@@ -215,7 +214,8 @@ pub async fn stdio(config: Config, command: Vec<String>) -> anyhow::Result<()> {
     // The person who launched the wrapper is who the calls are attributed to.
     let principal = std::env::var("USER").map(|u| format!("os:{u}")).unwrap_or_else(|_| "os:unknown".into());
     let store = open_store(&config).await?;
-    let shared = shared(&config, upstreams, policy, principal, store)?;
+    let pins = Arc::new(PinStore::load(store.clone()).await.map_err(|e| anyhow::anyhow!("tool pins: {e}"))?);
+    let shared = shared(&config, upstreams, policy, principal, store, pins)?;
     let session = Session::new(shared, session::new_session_id());
     let stop = CancellationToken::new();
     tokio::spawn({

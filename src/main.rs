@@ -48,11 +48,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
-    /// Tool-definition pins (rug-pull defence): list them, approve a changed definition.
+    /// Tool-definition pins (rug-pull defence), through the admin API: list them, approve a
+    /// changed definition.
     Pins {
-        /// The pins file (the config's `pins.file`).
-        #[arg(long)]
-        file: PathBuf,
+        #[command(flatten)]
+        admin: AdminArgs,
         #[command(subcommand)]
         command: PinsCommand,
     },
@@ -277,21 +277,16 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(admin_command(&runtime, admin, |target| async move { approvals(&target, action, json).await }))
         }
         Command::Audit { command } => Ok(audit_command(command)),
-        Command::Pins { file, command } => {
-            let outcome = match command {
-                PinsCommand::List => tollgate::commands::pins::list(&file),
-                PinsCommand::Approve { upstream, tool } => tollgate::commands::pins::approve(&file, &upstream, &tool),
-            };
-            match outcome {
-                Ok(text) => {
-                    print!("{text}");
-                    Ok(ExitCode::SUCCESS)
+        Command::Pins { admin, command } => {
+            let json = admin.json;
+            Ok(admin_command(&runtime, admin, |target| async move {
+                match command {
+                    PinsCommand::List => tollgate::commands::pins::list(&target, json).await,
+                    PinsCommand::Approve { upstream, tool } => {
+                        tollgate::commands::pins::approve(&target, &upstream, &tool).await
+                    }
                 }
-                Err(e) => {
-                    eprintln!("tollgate: {e}");
-                    Ok(ExitCode::from(2))
-                }
-            }
+            }))
         }
         Command::Serve { config, listen } => {
             let mut config = match load(&config) {

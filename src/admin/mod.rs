@@ -8,8 +8,10 @@
 //! - `POST /v1/sessions/{id}/pause|resume|stop`
 //! - `GET  /v1/approvals`, `POST /v1/approvals/{id}/approve|deny` (body `{"reason": "..."}`
 //!   optional; header `X-Tollgate-Operator` names who decided, for the audit trail)
+//! - `GET  /v1/pins`, `POST /v1/pins/{upstream}/{tool}/approve`
 
 mod approvals;
+mod pins;
 mod sessions;
 
 use crate::config::AdminConfig;
@@ -66,6 +68,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/approvals", get(approvals::list))
         .route("/v1/approvals/{id}", get(approvals::show))
         .route("/v1/approvals/{id}/{action}", post(approvals::decide))
+        .route("/v1/pins", get(pins::list))
+        .route("/v1/pins/{upstream}/{tool}/approve", post(pins::approve))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
 }

@@ -29,7 +29,7 @@ impl AdminTarget {
         Ok(AdminTarget { base: base.trim_end_matches('/').to_string(), token })
     }
 
-    async fn call(
+    pub async fn call(
         &self,
         method: reqwest::Method,
         path: &str,

@@ -22,8 +22,8 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     #[serde(default)]
     pub policy: PolicyConfig,
-    #[serde(default)]
-    pub pins: PinsConfig,
+    /// Removed: pins now live in the state store. Kept only to say so clearly.
+    pub pins: Option<toml::Value>,
     #[serde(default)]
     pub audit: AuditConfig,
     #[serde(default)]
@@ -77,20 +77,6 @@ impl Default for AuditConfig {
 }
 
 impl AuditConfig {
-    pub fn resolved_file(&self, base: &Path) -> Option<PathBuf> {
-        self.file.as_ref().map(|d| if d.is_absolute() { d.clone() } else { base.join(d) })
-    }
-}
-
-/// Where tool-definition pins are kept.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct PinsConfig {
-    /// JSON file (relative to the config file); without one pins live for the process.
-    pub file: Option<PathBuf>,
-}
-
-impl PinsConfig {
     pub fn resolved_file(&self, base: &Path) -> Option<PathBuf> {
         self.file.as_ref().map(|d| if d.is_absolute() { d.clone() } else { base.join(d) })
     }
@@ -304,6 +290,11 @@ impl Config {
         }
         if self.gateway.request_timeout_secs == 0 {
             return Err("gateway.request_timeout_secs: must be at least 1".into());
+        }
+        if self.pins.is_some() {
+            return Err("[pins]: tool pins now live in the state store ([store]); remove the [pins] section and \
+                        manage them with `tollgate pins list|approve` (through the admin API)"
+                .into());
         }
         self.store.validate()?;
         if let Some(admin) = &self.admin {

@@ -10,7 +10,6 @@ pub mod description;
 pub mod file;
 pub mod glob;
 pub mod handle;
-pub mod pins;
 pub mod rate;
 pub mod redaction;
 pub mod schema;

@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod control;
 pub mod embedded;
 pub mod outbound;
+pub mod pins;
 pub mod registry;
 pub mod request_state;
 pub mod store;
@@ -24,12 +25,12 @@ use crate::jsonrpc::{self, Frame, Kind, RawObject};
 use crate::mcp::lifecycle::{self, ClientHello, ServerHello};
 use crate::mcp::{self, names};
 use crate::policy::handle::PolicyHandle;
-use crate::policy::pins::{PinStatus, PinStore};
 use crate::policy::stack::{ToolCall, ToolCallService};
 use crate::policy::{Policy, ToolDefinition};
 use crate::transport::upstream::{Peer, RelatedSink};
 use catalog::{Catalog, ListKind, Route};
 use outbound::Outbound;
+use pins::{PinStatus, PinStore};
 use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -65,6 +66,7 @@ pub struct Shared {
 impl Shared {
     #[cfg(test)]
     pub fn for_tests() -> Shared {
+        let store: Arc<dyn SessionStore> = embedded::EmbeddedStore::in_memory().expect("in-memory store");
         Shared {
             upstreams: Vec::new(),
             separator: "__".into(),
@@ -72,9 +74,9 @@ impl Shared {
             http: reqwest::Client::new(),
             tool_stack: crate::policy::stack::build(Duration::from_secs(5), None),
             policy: PolicyHandle::fixed(crate::policy::Policy::annotations_only(false)),
-            pins: Arc::new(PinStore::in_memory()),
+            pins: Arc::new(PinStore::new(store.clone())),
             principal: "test".into(),
-            store: embedded::EmbeddedStore::in_memory().expect("in-memory store"),
+            store,
             session_ttl: Duration::from_secs(3600),
             sessions: SessionsConfig::default(),
             approvals: ApprovalsConfig::default(),

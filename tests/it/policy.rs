@@ -190,10 +190,12 @@ async fn hot_reload_applies_valid_policies_and_keeps_the_old_one_on_errors() {
 /// definition is pinned; after it changes, calls are refused until an operator approves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_tool_definition_is_blocked_until_approved() {
-    let state = tempfile::tempdir().unwrap();
-    let pins = state.path().join("pins.json");
-    let config = format!("{}[pins]\nfile = {:?}\n", stdio_upstream("fx", fixture_bin(), &[], ""), pins);
-    let gw = Listening::gateway(&config).await;
+    let token = "pins-test-token";
+    let config = format!(
+        "{}[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"env:TOLLGATE_TEST_PINS_TOKEN\"\n",
+        stdio_upstream("fx", fixture_bin(), &[], "")
+    );
+    let gw = Listening::gateway_with_env(&config, &[("TOLLGATE_TEST_PINS_TOKEN", token)]).await;
     let mut client = HttpClient::new(&gw.url);
     client.initialize(json!({})).await;
     let description = |list: &Value| {
@@ -212,11 +214,19 @@ async fn a_changed_tool_definition_is_blocked_until_approved() {
         "other tools unaffected"
     );
 
-    let run = |args: &[&str]| std::process::Command::new(tollgate_bin()).args(args).output().unwrap();
-    let listed = run(&["pins", "--file", pins.to_str().unwrap(), "list"]);
+    let admin = gw.admin.clone().unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(tollgate_bin())
+            .args(args)
+            .args(["--admin", &admin])
+            .env("TOLLGATE_ADMIN_TOKEN", token)
+            .output()
+            .unwrap()
+    };
+    let listed = run(&["pins", "list"]);
     assert!(String::from_utf8_lossy(&listed.stdout).contains("fx/shifty"), "{listed:?}");
     assert!(String::from_utf8_lossy(&listed.stdout).contains("CHANGED"), "{listed:?}");
-    let approved = run(&["pins", "--file", pins.to_str().unwrap(), "approve", "fx", "shifty"]);
+    let approved = run(&["pins", "approve", "fx", "shifty"]);
     assert!(approved.status.success(), "{approved:?}");
     let after = client.call_tool("fx__shifty", json!({})).await;
     assert!(after.get("result").is_some(), "approved definition is callable: {after}");

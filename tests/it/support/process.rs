@@ -76,8 +76,17 @@ impl Listening {
         start_listening(cmd, self.dir).await
     }
 
+    /// `tollgate serve` with extra environment variables for the gateway process.
+    pub async fn gateway_with_env(config: &str, env: &[(&str, &str)]) -> Listening {
+        Listening::start_gateway(tempfile::tempdir().expect("tempdir"), config, env).await
+    }
+
     /// `tollgate serve` with `config` in `dir` (relative paths in the config resolve there).
     pub async fn gateway_in(dir: tempfile::TempDir, config: &str) -> Listening {
+        Listening::start_gateway(dir, config, &[]).await
+    }
+
+    async fn start_gateway(dir: tempfile::TempDir, config: &str, env: &[(&str, &str)]) -> Listening {
         let path = dir.path().join("tollgate.toml");
         let config = if config.contains("[server]") {
             config.replacen("[server]", "[server]\nlisten = \"127.0.0.1:0\"", 1)
@@ -87,6 +96,7 @@ impl Listening {
         std::fs::write(&path, config).expect("write config");
         let mut cmd = Command::new(tollgate_bin());
         cmd.arg("serve").arg("--config").arg(&path).env("TOLLGATE_LOG", "debug");
+        cmd.envs(env.iter().copied());
         start_listening(cmd, dir).await
     }
 
