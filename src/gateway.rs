@@ -131,7 +131,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Until authentication arrives, HTTP callers are not identified.
     let store = open_store(&config).await?;
     let pins = Arc::new(PinStore::load(store.clone()).await.map_err(|e| anyhow::anyhow!("tool pins: {e}"))?);
-    let shared = shared(&config, config.upstreams.clone(), policy, "anonymous".into(), store, pins)?;
+    let shared = shared(&config, config.all_upstreams(), policy, "anonymous".into(), store, pins)?;
     let registry = Arc::new(Registry::new(shared));
     let admin = match &config.admin {
         Some(admin) => Some(crate::admin::serve(admin, &config.base_dir, registry.clone()).await?),
@@ -146,7 +146,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Tests and scripts read the bound address from this line (port 0 picks a free port).
     println!("listening on http://{addr}{}", config.server.path);
     let _ = std::io::stdout().flush();
-    tracing::info!(%addr, path = %config.server.path, upstreams = config.upstreams.len(), "tollgate serving");
+    tracing::info!(
+        %addr,
+        path = %config.server.path,
+        upstreams = config.upstreams.len(),
+        memory = config.memory.enabled,
+        "tollgate serving"
+    );
 
     let stop = CancellationToken::new();
     // Without TCP_NODELAY small SSE writes meet delayed ACKs: ~40 ms per request.
@@ -209,6 +215,16 @@ pub async fn stdio(config: Config, command: Vec<String>) -> anyhow::Result<()> {
     upstreams.extend(config.upstreams.iter().cloned());
     if upstreams.is_empty() {
         anyhow::bail!("nothing to front: give a command after `--` or upstreams in --config");
+    }
+    if let Some(memory) = config.memory.upstream() {
+        // The wrapped command's upstream is named "upstream"; config validation saw only the file.
+        if upstreams.iter().any(|u| u.name == memory.name || u.prefix() == memory.name) {
+            anyhow::bail!(
+                "memory.name = {:?}: another upstream uses this name; set [memory] name to another",
+                memory.name
+            );
+        }
+        upstreams.push(memory);
     }
     let (policy, _watch) = policy_handle(&config)?;
     // The person who launched the wrapper is who the calls are attributed to.

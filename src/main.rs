@@ -246,7 +246,12 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("tollgate: invalid policy: {e}");
                 return Ok(ExitCode::from(2));
             }
-            println!("{}: ok ({} upstreams)", file.display(), config.upstreams.len());
+            let memory = if config.memory.enabled {
+                format!(", built-in memory as {:?}", config.memory.name)
+            } else {
+                String::new()
+            };
+            println!("{}: ok ({} upstreams{memory})", file.display(), config.upstreams.len());
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy { command } => Ok(policy_command(command)),

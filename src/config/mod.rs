@@ -2,8 +2,10 @@
 //!
 //! Errors name the file, the key and what to change: a bad file stops startup.
 
+pub mod memory;
 pub mod state;
 
+pub use memory::{Builtin, MemoryConfig};
 use serde::Deserialize;
 pub use state::{AdminConfig, ApprovalsConfig, SessionsConfig, StoreBackend, StoreConfig};
 use std::collections::BTreeMap;
@@ -35,6 +37,8 @@ pub struct Config {
     /// Without this section there is no admin API (and the sessions/approvals CLI cannot reach
     /// this gateway).
     pub admin: Option<AdminConfig>,
+    #[serde(default)]
+    pub memory: MemoryConfig,
     /// Directory of the config file; relative paths in it resolve from here.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -162,6 +166,10 @@ pub struct UpstreamConfig {
     /// Fail closed: a session cannot start while this upstream is down. Default: fail open.
     #[serde(default)]
     pub required: bool,
+    /// Served inside the gateway (long-term memory). Never read from TOML, so a config file cannot
+    /// declare an upstream without a transport by accident; `[memory]` adds this one.
+    #[serde(skip)]
+    pub builtin: Option<Builtin>,
 }
 
 impl UpstreamConfig {
@@ -181,9 +189,13 @@ impl UpstreamConfig {
             protocol: ProtocolChoice::Auto,
             tool_prefix: Some(String::new()),
             required: true,
+            builtin: None,
         }
     }
     pub fn describe(&self) -> String {
+        if let Some(Builtin::Memory { .. }) = self.builtin {
+            return "built-in memory".into();
+        }
         match (&self.command, &self.url) {
             (Some(c), _) => format!("stdio `{c}`"),
             (_, Some(u)) => format!("http {u}"),
@@ -301,6 +313,7 @@ impl Config {
             admin.validate()?;
         }
         self.approvals.validate()?;
+        self.memory.validate()?;
         let mut names = std::collections::HashSet::new();
         let mut prefixes = std::collections::HashSet::new();
         for (i, u) in self.upstreams.iter().enumerate() {
@@ -346,7 +359,21 @@ impl Config {
                 return Err(format!("{key}: headers only apply to HTTP upstreams (with `url`)"));
             }
         }
+        if self.memory.enabled && (names.contains(&self.memory.name) || prefixes.contains(self.memory.name.as_str())) {
+            return Err(format!(
+                "memory.name = {:?}: an upstream already uses this name or tool_prefix; set [memory] name to another",
+                self.memory.name
+            ));
+        }
         Ok(())
+    }
+
+    /// The configured upstreams, plus the built-in ones the config enables (memory last, so it is
+    /// never the fallback route for methods no upstream claims).
+    pub fn all_upstreams(&self) -> Vec<UpstreamConfig> {
+        let mut all = self.upstreams.clone();
+        all.extend(self.memory.upstream());
+        all
     }
 }
 
@@ -375,6 +402,39 @@ mod tests {
         let e = Config::parse("[[upstream]]\nname = \"a\"\ncommand = \"x\"\nurl = \"http://h/mcp\"\n", "t.toml")
             .unwrap_err();
         assert!(e.to_string().contains("not both"), "{e}");
+    }
+
+    #[test]
+    fn memory_is_off_by_default_and_adds_a_builtin_upstream_when_enabled() {
+        let c = Config::parse("", "t.toml").unwrap();
+        assert!(c.all_upstreams().is_empty());
+        let c = Config::parse("[memory]\nenabled = true\n", "t.toml").unwrap();
+        let all = c.all_upstreams();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].name, "memory");
+        assert_eq!(all[0].builtin, Some(Builtin::Memory { max_value_bytes: 64 * 1024 }));
+        assert_eq!(all[0].describe(), "built-in memory");
+    }
+
+    #[test]
+    fn memory_settings_are_checked() {
+        let e = Config::parse("[memory]\nenabled = true\nttl = 3\n", "t.toml").unwrap_err();
+        assert!(e.to_string().contains("ttl"), "{e}");
+        let e = Config::parse("[memory]\nname = \"a b\"\n", "t.toml").unwrap_err();
+        assert!(e.to_string().contains("memory.name"), "{e}");
+        let e = Config::parse("[memory]\nmax_value_bytes = 0\n", "t.toml").unwrap_err();
+        assert!(e.to_string().contains("memory.max_value_bytes"), "{e}");
+        let clash = "[memory]\nenabled = true\n[[upstream]]\nname = \"memory\"\ncommand = \"x\"\n";
+        let e = Config::parse(clash, "t.toml").unwrap_err();
+        assert!(e.to_string().contains("memory.name"), "{e}");
+        let clash = "[memory]\nenabled = true\n[[upstream]]\nname = \"a\"\ncommand = \"x\"\ntool_prefix = \"memory\"\n";
+        assert!(Config::parse(clash, "t.toml").unwrap_err().to_string().contains("memory.name"));
+    }
+
+    #[test]
+    fn a_builtin_upstream_cannot_be_written_in_toml() {
+        let e = Config::parse("[[upstream]]\nname = \"a\"\nbuiltin = \"memory\"\n", "t.toml").unwrap_err();
+        assert!(e.to_string().contains("builtin"), "{e}");
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::mcp::{self, names};
 use crate::policy::handle::PolicyHandle;
 use crate::policy::stack::{ToolCall, ToolCallService};
 use crate::policy::{Policy, ToolDefinition};
-use crate::transport::upstream::{Peer, RelatedSink};
+use crate::transport::upstream::{BuiltinContext, Peer, RelatedSink};
 use catalog::{Catalog, ListKind, Route};
 use outbound::Outbound;
 use pins::{PinStatus, PinStore};
@@ -608,7 +608,8 @@ impl Session {
             }
         }
         let client = self.client_hello().ok_or_else(|| Error::InvalidRequest("send initialize first".into()))?;
-        match Peer::connect(&s.config, &client, &self.shared.http, self.shared.request_timeout).await {
+        let local = BuiltinContext { principal: self.principal.clone(), store: self.shared.store.clone() };
+        match Peer::connect(&s.config, &client, &self.shared.http, &local, self.shared.request_timeout).await {
             Ok(peer) => {
                 *s.backoff.lock().expect("backoff lock") = Backoff::default();
                 s.lists.lock().expect("lists lock").clear();

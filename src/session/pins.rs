@@ -196,7 +196,7 @@ mod tests {
         // Another replica (its own copy, same store) approves once the background writes landed.
         let other = PinStore::load(store.clone()).await.unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !other.list().await.unwrap().first().is_some_and(|r| r.pending.is_some()) {
+        while other.list().await.unwrap().first().is_none_or(|r| r.pending.is_none()) {
             assert!(std::time::Instant::now() < deadline, "the pending definition never reached the store");
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }

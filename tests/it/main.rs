@@ -8,6 +8,7 @@ mod conformance;
 mod errors;
 mod fidelity;
 mod generations;
+mod memory;
 mod multi_upstream;
 mod policy;
 mod process_leak;

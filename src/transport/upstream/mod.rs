@@ -5,6 +5,7 @@
 //! matched back through `pending`; everything else the upstream sends (its requests to the
 //! client, notifications) goes to the [`EventSink`] of the session that owns the peer.
 
+pub mod builtin;
 pub mod http;
 pub mod stdio;
 
@@ -12,6 +13,7 @@ use crate::config::{ProtocolChoice, UpstreamConfig};
 use crate::error::Error;
 use crate::jsonrpc::{self, Frame, Kind};
 use crate::mcp::lifecycle::{self, ClientHello, ServerHello};
+pub use builtin::BuiltinContext;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -128,6 +130,8 @@ impl Dispatcher {
 pub enum Wire {
     Stdio(stdio::StdioWire),
     Http(http::HttpWire),
+    /// Answered in-process (long-term memory); replies still go through the dispatcher.
+    Builtin(builtin::BuiltinWire),
 }
 
 impl Wire {
@@ -135,12 +139,18 @@ impl Wire {
         match self {
             Wire::Stdio(w) => w.send(text).await,
             Wire::Http(w) => w.send(text, request_id, frame).await,
+            Wire::Builtin(w) => {
+                w.send(frame).await;
+                Ok(())
+            }
         }
     }
     async fn shutdown(&self) {
         match self {
             Wire::Stdio(w) => w.shutdown().await,
             Wire::Http(w) => w.shutdown().await,
+            // Nothing runs outside the calls themselves; closing the dispatcher is enough.
+            Wire::Builtin(_) => {}
         }
     }
 }
@@ -179,16 +189,19 @@ impl Drop for PendingGuard<'_> {
 
 impl Peer {
     /// Starts the transport and performs the handshake for `config`'s protocol choice.
+    /// `local` is what a built-in upstream serves from (the session's principal, the store).
     pub async fn connect(
         config: &UpstreamConfig,
         client: &ClientHello,
         http: &reqwest::Client,
+        local: &BuiltinContext,
         timeout: Duration,
     ) -> Result<Arc<Peer>, Error> {
         let dispatcher = Dispatcher::new(&config.name);
-        let wire = match (&config.command, &config.url) {
-            (Some(_), _) => Wire::Stdio(stdio::StdioWire::spawn(config, dispatcher.clone())?),
-            (_, Some(url)) => {
+        let wire = match (&config.builtin, &config.command, &config.url) {
+            (Some(kind), _, _) => Wire::Builtin(builtin::BuiltinWire::new(kind, local, dispatcher.clone())),
+            (None, Some(_), _) => Wire::Stdio(stdio::StdioWire::spawn(config, dispatcher.clone())?),
+            (None, _, Some(url)) => {
                 Wire::Http(http::HttpWire::new(&config.name, url, &config.headers, http.clone(), dispatcher.clone()))
             }
             _ => return Err(Error::Internal(format!("upstream {} has no transport", config.name))),
@@ -277,6 +290,7 @@ impl Peer {
                     w.send_detached(text, &frame);
                 }
             }
+            Wire::Builtin(w) => w.send_now(text),
         }
     }
 
@@ -355,6 +369,8 @@ impl Peer {
         match &self.wire {
             Wire::Stdio(w) => w.send_now(frame.into_string()),
             Wire::Http(w) => w.send_detached(frame.as_str().to_string(), &frame),
+            // The call stops when its caller drops it; there is nothing further to tell.
+            Wire::Builtin(_) => {}
         }
     }
 
