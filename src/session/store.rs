@@ -118,7 +118,12 @@ impl From<&ClientHello> for StoredClient {
 
 impl From<StoredClient> for ClientHello {
     fn from(c: StoredClient) -> Self {
-        ClientHello { version: c.version, stateless: c.stateless, client_info: c.client_info, capabilities: c.capabilities }
+        ClientHello {
+            version: c.version,
+            stateless: c.stateless,
+            client_info: c.client_info,
+            capabilities: c.capabilities,
+        }
     }
 }
 
@@ -176,7 +181,9 @@ pub enum DecideOutcome {
 pub enum RateVerdict {
     Allowed,
     /// Over the limit; the earliest a retry can succeed.
-    Limited { retry_after: Duration },
+    Limited {
+        retry_after: Duration,
+    },
 }
 
 /// A GCRA limit: `burst` calls at once, refilling at one per `period / per_period`.
