@@ -9,6 +9,7 @@
 //!   upstream and its own id.
 
 pub mod catalog;
+pub mod embedded;
 pub mod outbound;
 pub mod registry;
 pub mod store;

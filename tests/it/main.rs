@@ -12,6 +12,7 @@ mod multi_upstream;
 mod policy;
 mod process_leak;
 mod server_everything;
+mod store;
 mod transcripts;
 mod transport_matrix;
 mod upstream_failures;
