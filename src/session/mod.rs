@@ -11,6 +11,7 @@
 pub mod catalog;
 pub mod embedded;
 pub mod outbound;
+pub mod redis;
 pub mod registry;
 pub mod store;
 
