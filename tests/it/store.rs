@@ -4,6 +4,7 @@
 //! `#[tokio::test]` per behaviour per backend (`store::embedded_memory::*`, `store::embedded_file::*`, ...).
 //! Expiry is checked by polling until a deadline, never by sleeping for a fixed time.
 
+use crate::support::redis::{RedisCluster, RedisServer};
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -11,9 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tollgate::session::embedded::EmbeddedStore;
+use tollgate::session::redis::RedisStore;
 use tollgate::session::store::{
     ApprovalDecision, ApprovalRecord, CallSummary, DecideOutcome, RateQuota, RateVerdict, SessionRecord, SessionState,
-    SessionStore, StoredClient, Usage, new_id, now_ms,
+    SessionStore, StoreError, StoredClient, Usage, new_id, now_ms,
 };
 
 type Store = Arc<dyn SessionStore>;
@@ -223,6 +225,7 @@ pub async fn history_capped_newest_first(s: Store) {
     let two: Vec<_> = s.history(&id, 2).await.unwrap().into_iter().map(|c| c.tool).collect();
     assert_eq!(two, ["call-6", "call-5"]);
     assert!(s.history(&id, 0).await.unwrap().is_empty());
+    assert_eq!(s.history(&id, usize::MAX).await.unwrap(), all, "a huge limit is no limit");
     assert!(s.history(&new_id(), 10).await.unwrap().is_empty());
 
     // Deleting the session takes its history along.
@@ -507,12 +510,32 @@ async fn embedded_file() -> Opened {
     Opened { store, _keep: Box::new(dir) }
 }
 
+async fn redis() -> Opened {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url()).await.expect("connect to the test redis-server");
+    Opened { store, _keep: Box::new(server) }
+}
+
+async fn redis_cluster() -> Opened {
+    let cluster = RedisCluster::start();
+    let store = RedisStore::connect(&cluster.url()).await.expect("connect to the test cluster");
+    Opened { store, _keep: Box::new(cluster) }
+}
+
 mod embedded_memory {
     suite!(super::embedded_memory);
 }
 
 mod embedded_file {
     suite!(super::embedded_file);
+}
+
+mod redis {
+    suite!(super::redis);
+}
+
+mod redis_cluster {
+    suite!(super::redis_cluster);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -569,6 +592,123 @@ async fn embedded_sweep_removes_expired_entries() {
     assert_eq!(s.list_sessions().await.unwrap().len(), 1, "the live session stays");
 }
 
+/// Runs `op` against a Redis that is down (or hung) and checks it fails closed, promptly.
+async fn fails_promptly<T: std::fmt::Debug>(what: &str, op: impl Future<Output = Result<T, StoreError>>) {
+    let start = Instant::now();
+    let result = op.await;
+    let took = start.elapsed();
+    assert!(matches!(result, Err(StoreError::Unavailable(_))), "{what}: {result:?}");
+    assert!(took < Duration::from_secs(5), "{what} took {took:?}");
+}
+
+async fn all_fail_promptly(s: &RedisStore, id: &str) {
+    let quota = RateQuota { per_period: 1, period: Duration::from_secs(1), burst: 1 };
+    fails_promptly("ping", s.ping()).await;
+    fails_promptly("session_state", s.session_state(id)).await;
+    fails_promptly("put_session", s.put_session(&record(id), HOUR)).await;
+    fails_promptly("add_usage", s.add_usage(id, &Usage::default())).await;
+    fails_promptly("rate_check", s.rate_check("k", &quota)).await;
+    fails_promptly("decide_approval", s.decide_approval("a", &decision("admin"))).await;
+    fails_promptly("use_nonce", s.use_nonce("n", HOUR)).await;
+    fails_promptly("list_sessions", s.list_sessions()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_is_unavailable_promptly_then_recovers() {
+    let mut server = RedisServer::start();
+    let s = RedisStore::connect(&server.url()).await.expect("connect");
+    let id = new_id();
+    s.put_session(&record(&id), HOUR).await.unwrap();
+
+    server.kill();
+    all_fail_promptly(&s, &id).await;
+
+    // Same port, empty server: the connection comes back by itself.
+    server.restart();
+    eventually("the store reconnects", || async { s.ping().await.is_ok() }).await;
+    assert_eq!(s.session_state(&id).await.unwrap(), None, "nothing was persisted");
+    s.put_session(&record(&id), HOUR).await.unwrap();
+    assert_eq!(s.session_state(&id).await.unwrap(), Some(SessionState::Active));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_hung_is_unavailable_promptly_then_recovers() {
+    let server = RedisServer::start();
+    let s = RedisStore::connect(&server.url()).await.expect("connect");
+    let id = new_id();
+    s.put_session(&record(&id), HOUR).await.unwrap();
+
+    // Connections stay open but nothing answers: only timeouts can help.
+    server.freeze();
+    fails_promptly("session_state", s.session_state(&id)).await;
+    fails_promptly("touch_session", s.touch_session(&id, HOUR)).await;
+    server.thaw();
+    eventually("the store answers again", || async { s.session_state(&id).await.is_ok() }).await;
+    assert_eq!(s.session_state(&id).await.unwrap(), Some(SessionState::Active));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_connect_to_nothing_fails_promptly_without_the_password() {
+    let port = RedisServer::start().port; // started and dropped: nothing listens there now
+    let start = Instant::now();
+    let result = RedisStore::connect(&format!("redis://:hunter2@127.0.0.1:{port}")).await;
+    let err = result.err().expect("nothing to connect to");
+    assert!(start.elapsed() < Duration::from_secs(8), "took {:?}", start.elapsed());
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_keys_follow_the_documented_layout() {
+    let server = RedisServer::start();
+    let s = RedisStore::connect(&server.url()).await.expect("connect");
+    let id = "0123abcd";
+    s.put_session(&record(id), HOUR).await.unwrap();
+    s.push_history(id, &call(1), 5, HOUR).await.unwrap();
+    s.put_approval(&approval("ap1", now_ms(), now_ms() + 60_000)).await.unwrap();
+    s.use_nonce("n1", HOUR).await.unwrap();
+    s.set_pin("fs", "read", "d").await.unwrap();
+    s.rate_check("alice:fs", &RateQuota { per_period: 1, period: Duration::from_secs(1), burst: 5 }).await.unwrap();
+    s.memory_put("alice", "k", "v").await.unwrap();
+    let kinds = [
+        ("tollgate:{s:0123abcd}:record", "hash"),
+        ("tollgate:{s:0123abcd}:state", "string"),
+        ("tollgate:{s:0123abcd}:usage", "hash"),
+        ("tollgate:{s:0123abcd}:history", "list"),
+        ("tollgate:{a}:approval:ap1", "hash"),
+        ("tollgate:{a}:pending", "zset"),
+        ("tollgate:nonce:n1", "string"),
+        ("tollgate:pins", "hash"),
+        ("tollgate:rate:1000000:5:alice%3Afs", "string"),
+        ("tollgate:{m:alice}:values", "hash"),
+        ("tollgate:{m:alice}:keys", "zset"),
+    ];
+    for (key, kind) in kinds {
+        assert_eq!(server.query(&["TYPE", key]).unwrap(), kind, "{key}");
+        let ttl: i64 = server.query(&["PTTL", key]).unwrap().parse().unwrap();
+        let expires = !matches!(key, "tollgate:pins" | "tollgate:{a}:pending") && !key.starts_with("tollgate:{m:");
+        assert_eq!(ttl > 0, expires, "{key} has TTL {ttl}");
+    }
+    // Nothing else: every key is accounted for in ARCHITECTURE.md.
+    let count: usize = server.query(&["DBSIZE"]).unwrap().parse().unwrap();
+    assert_eq!(count, kinds.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_unreadable_values_are_corrupt_not_a_panic() {
+    let server = RedisServer::start();
+    let s = RedisStore::connect(&server.url()).await.expect("connect");
+    server.query(&["SET", "tollgate:{s:bad}:state", "sleepy"]).unwrap();
+    server.query(&["HSET", "tollgate:{s:bad}:record", "json", "{oops"]).unwrap();
+    server.query(&["SET", "tollgate:{s:typo}:record", "a string, not a hash"]).unwrap();
+    server.query(&["HSET", "tollgate:{a}:approval:bad", "record", "[]"]).unwrap();
+    assert!(matches!(s.session_state("bad").await, Err(StoreError::Corrupt { .. })));
+    assert!(matches!(s.get_session("bad").await, Err(StoreError::Corrupt { .. })));
+    let typo = s.get_session("typo").await;
+    assert!(matches!(typo, Err(StoreError::Corrupt { .. })), "{typo:?}");
+    assert!(matches!(s.get_approval("bad").await, Err(StoreError::Corrupt { .. })));
+}
+
 // ---------------------------------------------------------------------------------------- timings
 
 /// Times the hot-path read, `session_state`, per store (with 1000 other sessions present). Run:
@@ -576,7 +716,13 @@ async fn embedded_sweep_removes_expired_entries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, not a check"]
 async fn hot_path_timings() {
-    for (name, opened) in [("embedded, memory", embedded_memory().await), ("embedded, file", embedded_file().await)] {
+    let stores = [
+        ("embedded, memory", embedded_memory().await),
+        ("embedded, file", embedded_file().await),
+        ("redis, loopback", redis().await),
+        ("redis cluster, loopback", redis_cluster().await),
+    ];
+    for (name, opened) in stores {
         time_session_state(name, &opened.store).await;
     }
 }
