@@ -10,6 +10,7 @@ use crate::policy::handle::{PolicyHandle, Watch};
 use crate::policy::stack;
 use crate::session::embedded::EmbeddedStore;
 use crate::session::pins::PinStore;
+use crate::session::redis::RedisStore;
 use crate::session::registry::Registry;
 use crate::session::request_state::StateKey;
 use crate::session::store::SessionStore;
@@ -50,6 +51,9 @@ fn audit_log(config: &Config) -> anyhow::Result<Option<Arc<AuditLog>>> {
     }
 }
 
+/// How often the embedded store deletes what expired (Redis expires keys itself).
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
 /// The state store the config asks for; refuses to start if it cannot be opened or reached.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn SessionStore>> {
     let store: Arc<dyn SessionStore> = match config.store.backend {
@@ -57,15 +61,21 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn SessionStore>
             Some(path) => {
                 let store = EmbeddedStore::open(&path).map_err(|e| anyhow::anyhow!("store.file: {e}"))?;
                 tracing::info!(path = %path.display(), "state store: embedded file");
+                store.spawn_sweeper(SWEEP_EVERY);
                 store
             }
             None => {
                 tracing::info!("state store: in memory (set store.file to keep sessions across restarts)");
-                EmbeddedStore::in_memory().map_err(|e| anyhow::anyhow!("in-memory store: {e}"))?
+                let store = EmbeddedStore::in_memory().map_err(|e| anyhow::anyhow!("in-memory store: {e}"))?;
+                store.spawn_sweeper(SWEEP_EVERY);
+                store
             }
         },
         StoreBackend::Redis => {
-            anyhow::bail!("store.backend = \"redis\": not in this build yet")
+            let url = config.store.url.as_deref().unwrap_or_default();
+            let store = RedisStore::connect(url).await.map_err(|e| anyhow::anyhow!("store.url: {e}"))?;
+            tracing::info!("state store: redis");
+            store
         }
     };
     Ok(store)

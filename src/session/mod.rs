@@ -14,6 +14,7 @@ pub mod control;
 pub mod embedded;
 pub mod outbound;
 pub mod pins;
+pub mod redis;
 pub mod registry;
 pub mod request_state;
 pub mod store;

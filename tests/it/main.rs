@@ -14,6 +14,7 @@ mod policy;
 mod process_leak;
 mod server_everything;
 mod sessions;
+mod store;
 mod transcripts;
 mod transport_matrix;
 mod upstream_failures;

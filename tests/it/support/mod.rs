@@ -3,6 +3,7 @@
 pub mod deps;
 pub mod http_client;
 pub mod process;
+pub mod redis;
 pub mod stdio_client;
 
 pub use deps::*;
