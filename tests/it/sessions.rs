@@ -2,6 +2,7 @@
 //! protocol generations), pause / resume / stop, human approval (CLI, timeout, the person at
 //! the client), and rate limits — through the real binary, its admin API and its CLI.
 
+use crate::support::redis::RedisServer;
 use crate::support::*;
 use serde_json::{Value, json};
 use std::path::Path;
@@ -353,4 +354,106 @@ async fn stateless_clients_approve_through_input_required_and_request_state_cann
     let completed = records.iter().rev().find(|r| r["phase"] == "completed").unwrap();
     assert_eq!(completed["approval"]["by"], "client:it", "{completed}");
     assert!(records.iter().any(|r| r["outcome"] == "input_required" && r["decision"] == "pending"));
+}
+
+// ------------------------------------------------------------------ replicas on one Redis
+
+/// Two gateways (replicas) on one Redis, each with its own admin API.
+async fn replicas(redis: &RedisServer, policy: Option<&str>) -> (Listening, Listening) {
+    let extra = format!("[store]\nbackend = \"redis\"\nurl = {:?}\n", redis.url());
+    let mut out = Vec::new();
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("admin.token"), TOKEN).unwrap();
+        let mut config = stdio_upstream("fx", fixture_bin(), &[], "");
+        config.push_str("[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"file:admin.token\"\n");
+        config.push_str("[audit]\nfile = \"audit/audit.jsonl\"\n");
+        config.push_str(&extra);
+        if let Some(text) = policy {
+            std::fs::create_dir_all(dir.path().join("policies")).unwrap();
+            std::fs::write(dir.path().join("policies/p.toml"), text).unwrap();
+            config.push_str("[policy]\ndir = \"policies\"\n");
+        }
+        out.push(Listening::gateway_in(dir, &config).await);
+    }
+    let b = out.pop().unwrap();
+    (out.pop().unwrap(), b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_one_redis_serve_one_session_alternately() {
+    let redis = RedisServer::start();
+    let (a, b) = replicas(&redis, None).await;
+    let mut client = HttpClient::new(&a.url);
+    client.initialize(json!({})).await;
+    for (i, gw) in [&a, &b, &a, &b].into_iter().enumerate() {
+        client.url = gw.url.clone();
+        let reply = client.call_tool("fx__echo", json!({"message": i.to_string()})).await;
+        assert_eq!(first_text(&reply["result"]), format!("Echo: {i}"), "replica {} call {i}: {reply}", gw.url);
+    }
+    assert!(b.stderr().contains("session restored from the state store"));
+    // Both replicas account into the same record.
+    let id = client.session.clone().unwrap();
+    eventually("four calls counted across replicas", async || {
+        cli_json(&a, &["sessions", "show", &id]).await["session"]["usage"]["calls"] == 4
+    })
+    .await;
+    // An operator's pause through replica A holds a call on replica B until resumed through A.
+    assert!(cli(&a, &["sessions", "pause", &id]).await.0);
+    let mut on_b = HttpClient::new(&b.url);
+    on_b.session = client.session.clone();
+    on_b.protocol = client.protocol.clone();
+    on_b.next_id();
+    let held = tokio::spawn(async move { on_b.call_tool("fx__echo", json!({"message": "held"})).await });
+    eventually("replica B holds the call", async || held_calls(&b) == 1).await;
+    assert!(cli(&a, &["sessions", "resume", &id]).await.0);
+    assert_eq!(first_text(&tokio::time::timeout(WAIT, held).await.unwrap().unwrap()["result"]), "Echo: held");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_hold_across_replicas() {
+    let redis = RedisServer::start();
+    let policy =
+        "[rate_limits]\nsession = { rate = \"1/min\", burst = 2 }\n[[upstream]]\nname = \"fx\"\nallow = [\"*\"]\n";
+    let (a, b) = replicas(&redis, Some(policy)).await;
+    let mut client = HttpClient::new(&a.url);
+    client.initialize(json!({})).await;
+    assert!(client.call_tool("fx__echo", json!({"message": "1"})).await.get("result").is_some());
+    client.url = b.url.clone();
+    assert!(client.call_tool("fx__echo", json!({"message": "2"})).await.get("result").is_some());
+    client.url = a.url.clone();
+    let reply = client.call_tool("fx__echo", json!({"message": "3"})).await;
+    assert_eq!(reply["error"]["code"], -31008, "the third call is over the shared budget: {reply}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_fails_closed_and_recovers_without_a_restart() {
+    let mut redis = RedisServer::start();
+    let (gw, _other) = replicas(&redis, None).await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+    assert_eq!(first_text(&client.call_tool("fx__echo", json!({"message": "up"})).await["result"]), "Echo: up");
+
+    redis.kill();
+    let started = Instant::now();
+    let reply = client.call_tool("fx__echo", json!({"message": "down"})).await;
+    assert_eq!(reply["error"]["code"], -31011, "{reply}");
+    assert!(started.elapsed() < Duration::from_secs(10), "fails promptly, not after a hang");
+    let mut newcomer = HttpClient::new(&gw.url);
+    let r = newcomer
+        .post(&json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":initialize_params(json!({}))}), &[])
+        .await;
+    assert_eq!(r.response()["error"]["code"], -31011, "no new sessions without the store: {:?}", r.messages);
+    // The refusal is in the audit log.
+    let records = audit_records(gw.dir.path());
+    let last = records.last().unwrap();
+    assert_eq!(last["phase"], "denied", "{last}");
+    assert_eq!(last["error_code"], -31011, "{last}");
+
+    redis.restart();
+    eventually("calls work again once Redis is back", async || {
+        client.call_tool("fx__echo", json!({"message": "back"})).await.get("result").is_some()
+    })
+    .await;
+    assert!(gw.stderr().contains("state store unavailable") || gw.stderr().contains("session store unavailable"));
 }
