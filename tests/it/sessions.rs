@@ -439,7 +439,7 @@ async fn redis_down_fails_closed_and_recovers_without_a_restart() {
     let reply = client.call_tool("fx__echo", json!({"message": "down"})).await;
     assert_eq!(reply["error"]["code"], -31011, "{reply}");
     assert!(started.elapsed() < Duration::from_secs(10), "fails promptly, not after a hang");
-    let mut newcomer = HttpClient::new(&gw.url);
+    let newcomer = HttpClient::new(&gw.url);
     let r = newcomer
         .post(&json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":initialize_params(json!({}))}), &[])
         .await;
