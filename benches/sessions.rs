@@ -32,6 +32,7 @@ fn record(id: &str) -> SessionRecord {
         usage: Usage::default(),
         created_ms: now_ms(),
         last_seen_ms: now_ms(),
+        taint: None,
     }
 }
 

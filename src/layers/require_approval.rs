@@ -1,5 +1,6 @@
-//! RequireApproval: a call the policy marks as needing a person waits here until someone
-//! approves or denies it (or the deadline denies it). After the allowlist and read-only checks,
+//! RequireApproval: a call the policy marks as needing a person — by rule, or because it is a
+//! sink in a session tainted by an untrusted source — waits here until someone approves or
+//! denies it (or the deadline denies it). After the allowlist and read-only checks,
 //! so nobody is asked about a call that could not run anyway; before argument validation's
 //! cost is irrelevant next to a human's, but a person should only see calls policy allows.
 
@@ -9,6 +10,7 @@ use crate::jsonrpc::raw_object::raw;
 use crate::jsonrpc::{self, Frame, RawObject};
 use crate::policy::Decision;
 use crate::policy::stack::ToolCall;
+use crate::policy::taint::SinkVerdict;
 use crate::policy::trail::ApprovalTrail;
 use crate::session::approvals::{APPROVAL_INPUT, ApprovalAsk};
 use futures::FutureExt;
@@ -63,9 +65,25 @@ fn result_frame(result: &str) -> Frame {
 
 fn require_approval(mut call: ToolCall) -> BoxFuture<'static, Result<ToolCall, super::check::ShortCircuit>> {
     async move {
-        let Some(pending) = call.policy.approval(&call.upstream, &call.tool.name, &call.arguments) else {
-            return Ok(call);
-        };
+        let mut pending = call.policy.approval(&call.upstream, &call.tool.name, &call.arguments);
+        // Data-flow rule: in a session that read untrusted data, a sink needs a person too (or is
+        // refused). The session's taint is only looked up for sinks.
+        if pending.is_none() && call.policy.is_sink(&call.upstream, &call.tool.name) {
+            let taint = match call.session.taint().await {
+                Ok(t) => t,
+                Err(e) => return Err(Err(e)),
+            };
+            match call.policy.sink(&call.upstream, &call.tool.name, taint.as_ref()) {
+                SinkVerdict::Allow => {}
+                SinkVerdict::NeedsApproval(d) => pending = Some(d),
+                SinkVerdict::Deny(d) => {
+                    if let Err(d) = call.enforce("taint", d) {
+                        return Err(Err(Error::PolicyDenied { rule: d.rule, reason: d.reason }));
+                    }
+                }
+            }
+        }
+        let Some(pending) = pending else { return Ok(call) };
         if call.policy.dry_run(&call.upstream) {
             call.trail.record("approval", "would_deny", &pending);
             return Ok(call);

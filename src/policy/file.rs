@@ -18,6 +18,8 @@ pub struct PolicyFile {
     pub redaction: Option<super::redaction::RedactionConfig>,
     /// Limits per principal and per session (per tool: `rate_limit` on a tool).
     pub rate_limits: Option<super::rate::RateLimits>,
+    /// What sink calls meet in a session that read from an untrusted source.
+    pub taint: Option<super::taint::TaintRules>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -75,6 +77,13 @@ pub struct ToolRules {
     pub approval_when: std::collections::BTreeMap<String, Vec<String>>,
     /// Calls to this tool per principal.
     pub rate_limit: Option<super::rate::RateLimit>,
+    /// Reading from this tool taints the session (web pages, files, mail: text an attacker may write).
+    #[serde(default)]
+    pub untrusted_source: bool,
+    /// This tool can send data out or act (send, write, execute): in a tainted session it needs
+    /// approval (or is refused, per `[taint] sinks`).
+    #[serde(default)]
+    pub sink: bool,
 }
 
 /// Path arguments must stay under one of `roots` after normalisation.

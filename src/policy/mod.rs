@@ -14,6 +14,7 @@ pub mod rate;
 pub mod redaction;
 pub mod schema;
 pub mod stack;
+pub mod taint;
 pub mod tool;
 pub mod trail;
 
@@ -72,6 +73,8 @@ pub struct Policy {
     redactor: Arc<Redactor>,
     /// The `[rate_limits]` in force and the file that set them (a later file's replace an earlier one's).
     rate_limits: (rate::RateLimits, String),
+    /// `[taint]`: what tainted sessions meet at sinks (the last file that sets it wins).
+    taint_rules: taint::TaintRules,
 }
 
 impl Policy {
@@ -86,6 +89,7 @@ impl Policy {
             schemas: HashMap::new(),
             redactor: Arc::new(Redactor::new(&RedactionConfig::default()).expect("built-in rules compile")),
             rate_limits: Default::default(),
+            taint_rules: Default::default(),
         }
     }
 
@@ -114,6 +118,7 @@ impl Policy {
         let mut schemas = HashMap::new();
         let mut redaction = RedactionConfig::default();
         let mut rate_limits = (rate::RateLimits::default(), String::new());
+        let mut taint_rules = taint::TaintRules::default();
         for path in files {
             let name = path.display().to_string();
             let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: cannot read: {e}"))?;
@@ -132,6 +137,9 @@ impl Policy {
                 redaction = r.clone();
             }
             let short = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or(name.clone());
+            if let Some(t) = file.taint {
+                taint_rules = t;
+            }
             if let Some(limits) = file.rate_limits {
                 rate_limits = (limits, short.clone());
             }
@@ -159,7 +167,7 @@ impl Policy {
         }
         let version: String = hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
         let redactor = Arc::new(Redactor::new(&redaction)?);
-        Ok(Policy { version, mode: Mode::Files(rules), defaults, schemas, redactor, rate_limits })
+        Ok(Policy { version, mode: Mode::Files(rules), defaults, schemas, redactor, rate_limits, taint_rules })
     }
 
     fn rules_for(&self, upstream: &str) -> Option<&SourcedRules> {

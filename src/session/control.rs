@@ -7,7 +7,7 @@
 //! notice within [`POLL`].
 
 use super::Session;
-use super::store::{CallSummary, SessionRecord, SessionState, Usage, now_ms};
+use super::store::{CallSummary, SessionRecord, SessionState, Taint, Usage, now_ms};
 use crate::error::Error;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -33,6 +33,7 @@ impl Session {
             usage: Usage::default(),
             created_ms: self.created_ms,
             last_seen_ms: now_ms(),
+            taint: self.taint.lock().expect("taint lock").clone(),
         }
     }
 
@@ -43,6 +44,8 @@ impl Session {
         if let Some(existing) = store.get_session(&self.id).await? {
             record.state = existing.state;
             record.usage = existing.usage;
+            // Taint only ever grows: keep the first, wherever it was recorded.
+            record.taint = existing.taint.or(record.taint);
         }
         store.put_session(&record, self.shared.session_ttl).await?;
         Ok(())
@@ -130,6 +133,33 @@ impl Session {
         self.state_changed.notify_waiters();
         tracing::info!(session = %self.id, state = state.as_str(), "session state set by an operator");
         Ok(known)
+    }
+
+    /// Records that this session read from an untrusted source (once; kept in the store so
+    /// every replica knows).
+    pub async fn mark_tainted(&self, taint: Taint) -> Result<(), Error> {
+        {
+            let mut local = self.taint.lock().expect("taint lock");
+            if local.is_some() {
+                return Ok(());
+            }
+            tracing::info!(session = %self.id, upstream = %taint.upstream, tool = %taint.tool, "session tainted by an untrusted source");
+            *local = Some(taint);
+        }
+        self.persist().await
+    }
+
+    /// Whether (and by what) this session is tainted: the local mark, else the store's (another
+    /// replica may have seen the untrusted read).
+    pub async fn taint(&self) -> Result<Option<Taint>, Error> {
+        if let Some(t) = self.taint.lock().expect("taint lock").clone() {
+            return Ok(Some(t));
+        }
+        let stored = self.shared.store.get_session(&self.id).await?.and_then(|r| r.taint);
+        if let Some(t) = &stored {
+            *self.taint.lock().expect("taint lock") = Some(t.clone());
+        }
+        Ok(stored)
     }
 
     pub fn is_stopped(&self) -> bool {

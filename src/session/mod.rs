@@ -151,6 +151,8 @@ pub struct Session {
     state_changed: tokio::sync::Notify,
     /// Ended by an operator (not by its client or a shutdown).
     stopped: AtomicBool,
+    /// Read from an untrusted source (see `control::mark_tainted`).
+    taint: Mutex<Option<store::Taint>>,
     me: Weak<Session>,
 }
 
@@ -200,6 +202,7 @@ impl Session {
     pub fn restore(shared: Arc<Shared>, record: SessionRecord) -> Arc<Session> {
         let session = Session::with_principal(shared, record.id, record.principal, record.created_ms);
         *session.client.write().expect("client lock") = record.client.map(ClientHello::from);
+        *session.taint.lock().expect("taint lock") = record.taint;
         session
     }
 
@@ -234,6 +237,7 @@ impl Session {
             pause_queue: tokio::sync::Mutex::new(()),
             state_changed: tokio::sync::Notify::new(),
             stopped: AtomicBool::new(false),
+            taint: Mutex::new(None),
             me: me.clone(),
         })
     }
@@ -427,6 +431,8 @@ impl Session {
                     .unwrap_or_else(|| Arc::new(ToolDefinition::new(&route.original, None, None, "")));
                 let trail: Arc<crate::policy::trail::Trail> = Default::default();
                 let upstream = self.slots[route.slot].config.name.clone();
+                let policy = self.shared.policy.load();
+                let source_rule = policy.untrusted_source(&upstream, &route.original);
                 let call = ToolCall {
                     session: self.me.upgrade().ok_or(Error::ShuttingDown)?,
                     slot: route.slot,
@@ -434,7 +440,7 @@ impl Session {
                     public_name: public.clone(),
                     tool,
                     arguments,
-                    policy: self.shared.policy.load(),
+                    policy,
                     trail: trail.clone(),
                     frame: upstream_frame,
                     related,
@@ -446,7 +452,7 @@ impl Session {
                 let denied = deciding.as_ref().is_some_and(|d| d.decision == "deny");
                 let summary = store::CallSummary {
                     at_ms: store::now_ms(),
-                    upstream,
+                    upstream: upstream.clone(),
                     tool: public,
                     outcome: if denied { "denied" } else { crate::audit::outcome_of(&result) }.into(),
                     rule: deciding.map(|d| d.rule),
@@ -454,6 +460,20 @@ impl Session {
                     bytes_out: result.as_ref().map(|f| f.as_str().len() as u64).unwrap_or(0),
                 };
                 self.record_call(summary, frame.as_str().len());
+                // What an untrusted source returned is now in the client's context.
+                if let (Some(rule), Ok(reply)) = (source_rule, &result)
+                    && !reply.is_error()
+                {
+                    let taint = store::Taint {
+                        upstream: upstream.clone(),
+                        tool: route.original.clone(),
+                        at_ms: store::now_ms(),
+                        rule,
+                    };
+                    if let Err(e) = self.mark_tainted(taint).await {
+                        tracing::warn!(session = %self.id, error = %e, "could not record the session's taint in the store");
+                    }
+                }
                 result
             }
             "prompts/get" => {

@@ -94,6 +94,20 @@ pub struct SessionRecord {
     pub usage: Usage,
     pub created_ms: u64,
     pub last_seen_ms: u64,
+    /// Set once the session has read from a tool the policy marks as an untrusted source; from
+    /// then on, calls to sinks need approval or are refused. Never cleared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taint: Option<Taint>,
+}
+
+/// Where a session first read untrusted data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Taint {
+    pub upstream: String,
+    pub tool: String,
+    pub at_ms: u64,
+    /// The policy rule that marks the tool as an untrusted source.
+    pub rule: String,
 }
 
 /// The storable form of [`ClientHello`].

@@ -59,6 +59,7 @@ fn record(id: &str) -> SessionRecord {
         usage: Usage { calls: 2, denied: 1, bytes_in: 30, bytes_out: 40, tokens_in: 5, tokens_out: 6 },
         created_ms: now,
         last_seen_ms: now,
+        taint: None,
     }
 }
 
