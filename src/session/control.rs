@@ -28,7 +28,7 @@ impl Session {
             id: self.id.clone(),
             principal: self.principal.clone(),
             client: self.client_hello().as_ref().map(Into::into),
-            upstream_sessions: Default::default(),
+            upstream_sessions: self.upstream_session_ids(),
             state: SessionState::Active,
             usage: Usage::default(),
             created_ms: self.created_ms,
@@ -166,7 +166,9 @@ impl Session {
         self.stopped.load(Ordering::Acquire)
     }
 
-    /// Counts one finished tool call and adds it to the recent history, off the request path.
+    /// Counts one finished tool call and adds it to the recent history, off the request path:
+    /// calls are gathered for [`BOOKKEEPING_EVERY`] and written in one go, so a busy session
+    /// costs the store a few writes per interval rather than two per call.
     pub fn record_call(&self, summary: CallSummary, bytes_in: usize) {
         let usage = Usage {
             calls: 1,
@@ -176,17 +178,61 @@ impl Session {
             tokens_in: estimate_tokens(bytes_in),
             tokens_out: estimate_tokens(summary.bytes_out as usize),
         };
-        let store = self.shared.store.clone();
-        let (id, ttl, cap) = (self.id.clone(), self.shared.session_ttl, self.shared.sessions.history_len);
+        let cap = self.shared.sessions.history_len;
+        let mut pending = self.bookkeeping.lock().expect("bookkeeping lock");
+        pending.usage.add(&usage);
+        if cap > 0 {
+            if pending.calls.len() >= cap {
+                pending.calls.remove(0); // only the newest `cap` can survive the store's cap anyway
+            }
+            pending.calls.push(summary);
+        }
+        if pending.scheduled {
+            return;
+        }
+        pending.scheduled = true;
+        let Some(me) = self.me.upgrade() else { return };
         tokio::spawn(async move {
-            let result = async {
-                store.add_usage(&id, &usage).await?;
-                store.push_history(&id, &summary, cap, ttl).await
-            }
-            .await;
-            if let Err(e) = result {
-                tracing::warn!(error = %e, "could not record a call in the session store");
-            }
+            tokio::time::sleep(BOOKKEEPING_EVERY).await;
+            me.flush_bookkeeping().await;
         });
     }
+
+    /// Writes the gathered usage and history (also when the session closes).
+    pub(super) async fn flush_bookkeeping(&self) {
+        let (usage, calls) = {
+            let mut pending = self.bookkeeping.lock().expect("bookkeeping lock");
+            pending.scheduled = false;
+            (std::mem::take(&mut pending.usage), std::mem::take(&mut pending.calls))
+        };
+        if usage == Usage::default() && calls.is_empty() {
+            return;
+        }
+        let store = &self.shared.store;
+        let (ttl, cap) = (self.shared.session_ttl, self.shared.sessions.history_len);
+        let result = async {
+            store.add_usage(&self.id, &usage).await?;
+            for call in &calls {
+                store.push_history(&self.id, call, cap, ttl).await?;
+            }
+            Ok::<(), super::store::StoreError>(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(session = %self.id, error = %e, calls = usage.calls, "could not record calls in the session store");
+        }
+    }
 }
+
+/// Per-call bookkeeping not yet written to the store.
+#[derive(Default)]
+pub(super) struct Bookkeeping {
+    usage: Usage,
+    /// Oldest first.
+    calls: Vec<CallSummary>,
+    /// A flush is on its way.
+    scheduled: bool,
+}
+
+/// How long per-call bookkeeping gathers before it is written.
+pub const BOOKKEEPING_EVERY: Duration = Duration::from_millis(250);

@@ -153,6 +153,8 @@ pub struct Session {
     stopped: AtomicBool,
     /// Read from an untrusted source (see `control::mark_tainted`).
     taint: Mutex<Option<store::Taint>>,
+    /// Usage and history gathered for the next store write (see `control::record_call`).
+    bookkeeping: Mutex<control::Bookkeeping>,
     me: Weak<Session>,
 }
 
@@ -238,6 +240,7 @@ impl Session {
             state_changed: tokio::sync::Notify::new(),
             stopped: AtomicBool::new(false),
             taint: Mutex::new(None),
+            bookkeeping: Mutex::new(Default::default()),
             me: me.clone(),
         })
     }
@@ -277,6 +280,17 @@ impl Session {
         &self.shared.pins
     }
 
+    /// Upstream name → that upstream's own session id, for the live connections that have one.
+    fn upstream_session_ids(&self) -> std::collections::BTreeMap<String, String> {
+        self.slots
+            .iter()
+            .filter_map(|s| {
+                let peer = s.live.lock().expect("live lock").clone()?;
+                Some((s.config.name.clone(), peer.upstream_session_id()?))
+            })
+            .collect()
+    }
+
     pub fn client_hello(&self) -> Option<ClientHello> {
         self.client.read().expect("client lock").clone()
     }
@@ -301,6 +315,7 @@ impl Session {
             out
         };
         futures::future::join_all(peers.iter().map(|p| p.shutdown())).await;
+        self.flush_bookkeeping().await;
         self.outbound.detach();
         tracing::info!(session = %self.id, "session closed");
     }

@@ -508,3 +508,21 @@ async fn a_policy_can_refuse_sinks_in_tainted_sessions_and_the_taint_survives_a_
     assert!(reply["error"]["message"].as_str().unwrap().contains("untrusted data from fx/echo"), "{reply}");
     assert!(!note.exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_record_keeps_the_upstreams_own_session_ids() {
+    let upstream = Listening::fixture_http().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("admin.token"), TOKEN).unwrap();
+    let config = format!(
+        "{}[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"file:admin.token\"\n",
+        http_upstream("web", &upstream.url, "protocol = \"2025-11-25\"")
+    );
+    let gw = Listening::gateway_in(dir, &config).await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+    let id = client.session.clone().unwrap();
+    let shown = cli_json(&gw, &["sessions", "show", &id]).await;
+    let upstream_id = shown["session"]["upstream_sessions"]["web"].as_str().unwrap_or_default();
+    assert!(!upstream_id.is_empty() && upstream_id != id, "{shown}");
+}

@@ -34,6 +34,11 @@ pub struct HttpWire {
 }
 
 impl HttpWire {
+    /// The upstream's own `Mcp-Session-Id`, once it gave one.
+    pub fn session_id(&self) -> Option<String> {
+        self.state.lock().expect("state lock").session_id.clone()
+    }
+
     pub fn new(
         upstream: &str,
         url: &str,

@@ -268,6 +268,14 @@ impl Peer {
         Error::UpstreamProtocol { upstream: self.name.clone(), detail: detail.to_string() }
     }
 
+    /// The upstream's own session id (HTTP upstreams that issue one), for the session record.
+    pub fn upstream_session_id(&self) -> Option<String> {
+        match &self.wire {
+            Wire::Http(w) => w.session_id(),
+            _ => None,
+        }
+    }
+
     pub fn hello(&self) -> &ServerHello {
         self.hello.get().expect("hello is set before a peer is handed out")
     }
