@@ -63,10 +63,10 @@ fn result_frame(result: &str) -> Frame {
 
 fn require_approval(mut call: ToolCall) -> BoxFuture<'static, Result<ToolCall, super::check::ShortCircuit>> {
     async move {
-        let Some(pending) = call.policy.approval(&call.upstream, &call.tool.name, &call.arguments) else {
+        let Some(pending) = call.policy.approval(&call.roles, &call.upstream, &call.tool.name, &call.arguments) else {
             return Ok(call);
         };
-        if call.policy.dry_run(&call.upstream) {
+        if call.policy.dry_run(&call.roles, &call.upstream) {
             call.trail.record("approval", "would_deny", &pending);
             return Ok(call);
         }
