@@ -65,21 +65,28 @@ impl Authenticator {
         Authenticator { mode: Mode::Open, metadata: None }
     }
 
-    /// From `[auth]`, for a listener at `listen`. Refuses a network-facing listener without an
-    /// `[auth]` section: exposing an unauthenticated gateway must be written down (`mode = "none"`).
+    /// Refuses a network-facing listener without an `[auth]` section: exposing an
+    /// unauthenticated gateway must be written down (`mode = "none"`). Checked before binding.
+    pub fn check_listener(config: &Config, listen: SocketAddr) -> anyhow::Result<()> {
+        if config.auth.is_none() && !listen.ip().is_loopback() {
+            anyhow::bail!(
+                "server.listen = {listen} is not loopback and the config has no [auth] section: add \
+                 [[auth.api_key]] entries or [auth.jwt] (see config.example.toml), or write [auth] mode = \"none\" \
+                 to serve without authentication"
+            );
+        }
+        Ok(())
+    }
+
+    /// From `[auth]`, for the listener bound at `listen` (on loopback its address makes the
+    /// default resource URL, so port 0 works).
     pub async fn from_config(
         config: &Config,
         listen: SocketAddr,
         http: reqwest::Client,
     ) -> anyhow::Result<Authenticator> {
+        Authenticator::check_listener(config, listen)?;
         let Some(auth) = &config.auth else {
-            if !listen.ip().is_loopback() {
-                anyhow::bail!(
-                    "server.listen = {listen} is not loopback and the config has no [auth] section: add \
-                     [[auth.api_key]] entries or [auth.jwt] (see config.example.toml), or write [auth] mode = \"none\" \
-                     to serve without authentication"
-                );
-            }
             tracing::warn!(
                 %listen,
                 "no [auth] section: HTTP callers are not authenticated (allowed on loopback only, for local use)"
