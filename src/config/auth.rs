@@ -246,3 +246,47 @@ fn check_jwks_url(url: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn err(text: &str) -> String {
+        Config::parse(text, "t.toml").unwrap_err().to_string()
+    }
+
+    const KEY: &str = "[[auth.api_key]]\nprincipal = \"p\"\nsha256 = \"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"\n";
+
+    #[test]
+    fn modes_must_be_coherent() {
+        assert!(err("[auth]\n").contains("mode = \"none\""), "{}", err("[auth]\n"));
+        assert!(err(&format!("[auth]\nmode = \"none\"\n{KEY}")).contains("turns authentication off"));
+        assert!(Config::parse(&format!("[auth]\n{KEY}"), "t.toml").is_ok());
+        assert!(Config::parse("[auth]\nmode = \"none\"\n", "t.toml").is_ok());
+    }
+
+    #[test]
+    fn api_keys_hold_digests_not_keys() {
+        let e = err("[[auth.api_key]]\nprincipal = \"p\"\nsha256 = \"my-secret-key\"\n");
+        assert!(e.contains("auth.api_key[0]") && e.contains("64 hex digits"), "{e}");
+        assert!(!e.contains("my-secret-key"), "the value is not echoed: {e}");
+        assert!(err(&format!("{KEY}{KEY}")).contains("same digest"));
+        assert!(err(&format!("{KEY}roles = [\"a b\"]\n")).contains("not a role name"));
+    }
+
+    #[test]
+    fn jwt_settings_refuse_shared_secrets_and_unprotected_key_urls() {
+        let jwt = |extra: &str| format!("[auth.jwt]\nissuer = \"https://as\"\n{extra}");
+        assert!(err(&jwt("jwks_file = \"k.json\"\nalgorithms = [\"HS256\"]\n")).contains("shared secret"));
+        assert!(err(&jwt("jwks_file = \"k.json\"\nalgorithms = [\"none\"]\n")).contains("not one of"));
+        assert!(err(&jwt("")).contains("jwks_file"));
+        assert!(err(&jwt("jwks_file = \"k\"\njwks_url = \"http://127.0.0.1/k\"\n")).contains("not both"));
+        assert!(err(&jwt("jwks_url = \"https://as/jwks\"\n")).contains("no TLS client"));
+        assert!(err(&jwt("jwks_url = \"http://as.example/jwks\"\n")).contains("loopback"));
+        assert!(Config::parse(&jwt("jwks_url = \"http://127.0.0.1:9/jwks\"\n"), "t.toml").is_ok());
+        assert!(err(&jwt("jwks_file = \"k\"\nleeway_secs = 3600\n")).contains("leeway_secs"));
+        assert!(
+            err(&format!("[auth]\nresource = \"not a url\"\n{}", jwt("jwks_file = \"k\"\n"))).contains("auth.resource")
+        );
+    }
+}

@@ -176,7 +176,12 @@ async fn roles_decide_which_tools_each_identity_sees_and_may_call() {
          [[upstream.tool]]\nname = \"add\"\nroles = [\"math\"]\n",
     )
     .unwrap();
-    let config = format!("{}[policy]\ndir = {:?}\n{}", fixture_upstream(), policies.path(), auth_section(""));
+    let config = format!(
+        "{}[policy]\ndir = {:?}\n[audit]\nfile = \"audit.jsonl\"\n{}",
+        fixture_upstream(),
+        policies.path(),
+        auth_section("")
+    );
     let gw = Listening::gateway(&config).await;
 
     let mut admin = HttpClient::new(&gw.url);
@@ -211,6 +216,44 @@ async fn roles_decide_which_tools_each_identity_sees_and_may_call() {
     assert!(!target.exists());
     let reply = admin.call_tool("fx__write_note", json!({"path": target, "content": "x"})).await;
     assert!(first_text(&reply["result"]).starts_with("wrote"), "{reply}");
+
+    // Every call is attributed to the identity that made it.
+    let audit = std::fs::read_to_string(gw.dir.path().join("audit.jsonl")).unwrap();
+    let records: Vec<Value> = audit.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let by = |principal: &str, tool: &str| {
+        records
+            .iter()
+            .filter(|r| r["principal"] == principal && r["tool"] == tool)
+            .map(|r| r["decision"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert!(by("ci-bot", "fx__write_note").contains(&json!("allow")), "{audit}");
+    assert!(by("reader", "fx__write_note").contains(&json!("deny")), "{audit}");
+    assert!(by("https://as.example#ada", "fx__add").contains(&json!("allow")), "{audit}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdio_calls_are_attributed_to_the_configured_principal_and_roles() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    std::fs::write(
+        dir.path().join("policies/p.toml"),
+        "[[upstream]]\nname = \"upstream\"\nroles = [\"operator\"]\nallow = [\"echo\"]\n",
+    )
+    .unwrap();
+    let config = dir.path().join("tollgate.toml");
+    std::fs::write(
+        &config,
+        "[policy]\ndir = \"policies\"\n[audit]\nfile = \"audit.jsonl\"\n\
+         [auth]\nmode = \"none\"\nstdio_principal = \"os:test-operator\"\nstdio_roles = [\"operator\"]\n",
+    )
+    .unwrap();
+    let mut client = StdioClient::spawn(&["--config", config.to_str().unwrap(), "--", fixture_bin()]);
+    client.initialize(json!({})).await;
+    assert_eq!(first_text(&client.call_tool("echo", json!({"message": "m"})).await["result"]), "Echo: m");
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let last: Value = serde_json::from_str(audit.lines().last().unwrap()).unwrap();
+    assert_eq!(last["principal"], "os:test-operator", "{audit}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
