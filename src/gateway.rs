@@ -106,7 +106,7 @@ fn shared(
     }))
 }
 
-/// The client for HTTP upstreams (and a JWKS URL). It never carries a downstream client's
+/// The client for HTTP upstreams. It never carries a downstream client's
 /// credentials: upstream requests are built from the config alone.
 fn http_client() -> anyhow::Result<reqwest::Client> {
     reqwest::Client::builder()
@@ -136,14 +136,13 @@ async fn shutdown_signal() {
 /// `tollgate serve`: the Streamable HTTP endpoint until a signal arrives.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let (policy, _watch) = policy_handle(&config)?;
-    let http = http_client()?;
     // Before anything else starts: a network listener without [auth] refuses to run.
     Authenticator::check_listener(&config, config.server.listen)?;
     let store = open_store(&config).await?;
     let pins = Arc::new(PinStore::load(store.clone()).await.map_err(|e| anyhow::anyhow!("tool pins: {e}"))?);
     // HTTP sessions carry their caller's principal; this default names nobody.
     let nobody = (crate::auth::ANONYMOUS.to_string(), Roles::none());
-    let shared = shared(&config, config.all_upstreams(), policy, nobody, store, pins, http.clone())?;
+    let shared = shared(&config, config.all_upstreams(), policy, nobody, store, pins, http_client()?)?;
     let registry = Arc::new(Registry::new(shared));
     let admin = match &config.admin {
         Some(admin) => Some(crate::admin::serve(admin, &config.base_dir, registry.clone()).await?),
@@ -154,7 +153,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} (server.listen)", config.server.listen))?;
     let addr = listener.local_addr()?;
     // After binding: on loopback the bound address makes the default resource URL.
-    let auth = Arc::new(Authenticator::from_config(&config, addr, http).await?);
+    let auth = Arc::new(Authenticator::from_config(&config, addr).await?);
     let state = http::HttpState::new(registry.clone(), config.server.clone(), auth);
     let app = http::router(state);
     // Tests and scripts read the bound address from this line (port 0 picks a free port).

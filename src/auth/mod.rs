@@ -80,11 +80,7 @@ impl Authenticator {
 
     /// From `[auth]`, for the listener bound at `listen` (on loopback its address makes the
     /// default resource URL, so port 0 works).
-    pub async fn from_config(
-        config: &Config,
-        listen: SocketAddr,
-        http: reqwest::Client,
-    ) -> anyhow::Result<Authenticator> {
+    pub async fn from_config(config: &Config, listen: SocketAddr) -> anyhow::Result<Authenticator> {
         Authenticator::check_listener(config, listen)?;
         let Some(auth) = &config.auth else {
             tracing::warn!(
@@ -110,7 +106,7 @@ impl Authenticator {
             Some(j) => {
                 let source = match (j.resolved_jwks_file(&config.base_dir), &j.jwks_url) {
                     (Some(path), _) => Source::File(path),
-                    (None, Some(url)) => Source::Url { url: url.clone(), http },
+                    (None, Some(url)) => Source::Url { url: url.clone(), http: jwks_client()? },
                     (None, None) => anyhow::bail!("auth.jwt: set jwks_file or jwks_url"),
                 };
                 let jwks = Jwks::load(
@@ -190,6 +186,15 @@ impl Authenticator {
     }
 }
 
+/// The client for a JWKS URL: redirects are not followed, so a loopback URL (the only plain-http
+/// kind config accepts) cannot hand the key fetch to another host.
+fn jwks_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| anyhow::anyhow!("building the JWKS HTTP client: {e}"))
+}
+
 /// The token of an `Authorization: Bearer <token>` value (scheme case-insensitive, RFC 7235).
 fn bearer_token(value: &[u8]) -> Option<&str> {
     let value = std::str::from_utf8(value).ok()?.trim();
@@ -216,7 +221,7 @@ mod tests {
             api_key::hash_key("no-roles-key-0123456789"),
         );
         let config = Config::parse(&text, "t.toml").unwrap();
-        Authenticator::from_config(&config, "127.0.0.1:8080".parse().unwrap(), reqwest::Client::new()).await.unwrap()
+        Authenticator::from_config(&config, "127.0.0.1:8080".parse().unwrap()).await.unwrap()
     }
 
     async fn auth(a: &Authenticator, headers: &[&str]) -> Result<Identity, Rejection> {
@@ -259,15 +264,12 @@ mod tests {
     #[tokio::test]
     async fn no_auth_section_is_open_on_loopback_and_refused_elsewhere() {
         let config = Config::parse("", "t.toml").unwrap();
-        let open = Authenticator::from_config(&config, "127.0.0.1:1".parse().unwrap(), reqwest::Client::new()).await;
+        let open = Authenticator::from_config(&config, "127.0.0.1:1".parse().unwrap()).await;
         assert!(open.unwrap().is_open());
-        let e = Authenticator::from_config(&config, "0.0.0.0:8080".parse().unwrap(), reqwest::Client::new())
-            .await
-            .err()
-            .unwrap();
+        let e = Authenticator::from_config(&config, "0.0.0.0:8080".parse().unwrap()).await.err().unwrap();
         assert!(e.to_string().contains("mode = \"none\""), "{e}");
         let config = Config::parse("[auth]\nmode = \"none\"\n", "t.toml").unwrap();
-        let a = Authenticator::from_config(&config, "0.0.0.0:8080".parse().unwrap(), reqwest::Client::new()).await;
+        let a = Authenticator::from_config(&config, "0.0.0.0:8080".parse().unwrap()).await;
         assert_eq!(auth(&a.unwrap(), &[]).await.unwrap().principal, ANONYMOUS);
     }
 
@@ -276,10 +278,7 @@ mod tests {
         let dir = env!("CARGO_MANIFEST_DIR");
         let text = format!("[auth.jwt]\nissuer = \"https://as\"\njwks_file = \"{dir}/fixtures/auth/jwks.json\"\n");
         let config = Config::parse(&text, "t.toml").unwrap();
-        let e = Authenticator::from_config(&config, "0.0.0.0:8080".parse().unwrap(), reqwest::Client::new())
-            .await
-            .err()
-            .unwrap();
+        let e = Authenticator::from_config(&config, "0.0.0.0:8080".parse().unwrap()).await.err().unwrap();
         assert!(e.to_string().contains("auth.resource"), "{e}");
     }
 

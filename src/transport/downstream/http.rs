@@ -134,7 +134,12 @@ async fn authenticate(State(state): State<Arc<HttpState>>, mut req: Request, nex
             next.run(req).await
         }
         Err(rejection) => {
-            tracing::warn!(reason = ?rejection, method = %req.method(), "request refused by authentication");
+            // A first request without a token is how OAuth discovery starts: not worth a warning.
+            if rejection == Rejection::Missing {
+                tracing::debug!(method = %req.method(), "request without credentials: 401");
+            } else {
+                tracing::warn!(reason = ?rejection, method = %req.method(), "request refused by authentication");
+            }
             unauthorized(&state.auth, rejection)
         }
     }
