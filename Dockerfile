@@ -43,5 +43,7 @@ WORKDIR /var/lib/tollgate
 USER 10001:10001
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/tollgate"]
-# Inside a container the listener must not be loopback-only.
+# Inside a container the listener must not be loopback-only, and a non-loopback listener needs an
+# [auth] section: mount a config that has one (the example's is commented out, so this default
+# command refuses to start with a message saying so).
 CMD ["serve", "--config", "/etc/tollgate/config.example.toml", "--listen", "0.0.0.0:8080"]

@@ -66,6 +66,12 @@ pub enum Error {
     SessionPaused { waited: Duration },
     #[error("session was stopped by an operator")]
     SessionStopped,
+    /// No credentials, or credentials that did not verify (HTTP 401 with a challenge).
+    #[error("authentication required: {0}")]
+    Unauthenticated(String),
+    /// Valid credentials without a role the endpoint requires (HTTP 403 `insufficient_scope`).
+    #[error("the presented credentials lack the required scope {scope:?}")]
+    InsufficientScope { scope: String },
 }
 
 impl From<crate::session::store::StoreError> for Error {
@@ -97,6 +103,8 @@ pub mod code {
     pub const STORE_UNAVAILABLE: i64 = -31011;
     pub const SESSION_PAUSED: i64 = -31012;
     pub const SESSION_STOPPED: i64 = -31013;
+    pub const UNAUTHENTICATED: i64 = -31014;
+    pub const INSUFFICIENT_SCOPE: i64 = -31015;
 }
 
 impl Error {
@@ -109,7 +117,9 @@ impl Error {
             | Error::UnknownTool(_)
             | Error::DuplicateRequestId(_)
             | Error::HeaderMismatch(_)
-            | Error::UnsupportedProtocolVersion { .. } => Source::Client,
+            | Error::UnsupportedProtocolVersion { .. }
+            | Error::Unauthenticated(_)
+            | Error::InsufficientScope { .. } => Source::Client,
             Error::UpstreamUnavailable { .. } | Error::UpstreamTimeout { .. } | Error::UpstreamProtocol { .. } => {
                 Source::Upstream
             }
@@ -149,6 +159,8 @@ impl Error {
             Error::StoreUnavailable(_) => code::STORE_UNAVAILABLE,
             Error::SessionPaused { .. } => code::SESSION_PAUSED,
             Error::SessionStopped => code::SESSION_STOPPED,
+            Error::Unauthenticated(_) => code::UNAUTHENTICATED,
+            Error::InsufficientScope { .. } => code::INSUFFICIENT_SCOPE,
         }
     }
 
@@ -215,6 +227,7 @@ impl Error {
             Error::RateLimited { rule, retry_after, .. } => {
                 Some(json!({ "rule": rule, "retryAfterMs": retry_after.as_millis() as u64 }))
             }
+            Error::InsufficientScope { scope } => Some(json!({ "scope": scope })),
             _ => None,
         }
     }
@@ -235,6 +248,8 @@ impl Error {
             | Error::HeaderMismatch(_)
             | Error::UnsupportedProtocolVersion { .. } => http::StatusCode::BAD_REQUEST,
             Error::MethodNotFound(_) => http::StatusCode::NOT_FOUND,
+            Error::Unauthenticated(_) => http::StatusCode::UNAUTHORIZED,
+            Error::InsufficientScope { .. } => http::StatusCode::FORBIDDEN,
             Error::ShuttingDown => http::StatusCode::SERVICE_UNAVAILABLE,
             _ => http::StatusCode::OK,
         }

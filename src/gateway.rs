@@ -3,11 +3,12 @@
 //! every upstream child) → exit.
 
 use crate::audit::sink::AuditLog;
+use crate::auth::Authenticator;
 use crate::config::StoreBackend;
 use crate::config::{Config, UpstreamConfig};
-use crate::policy::Policy;
 use crate::policy::handle::{PolicyHandle, Watch};
 use crate::policy::stack;
+use crate::policy::{Policy, Roles};
 use crate::session::embedded::EmbeddedStore;
 use crate::session::pins::PinStore;
 use crate::session::redis::RedisStore;
@@ -85,15 +86,11 @@ fn shared(
     config: &Config,
     upstreams: Vec<UpstreamConfig>,
     policy: Arc<PolicyHandle>,
-    principal: String,
+    (principal, roles): (String, Roles),
     store: Arc<dyn SessionStore>,
     pins: Arc<PinStore>,
+    http: reqwest::Client,
 ) -> anyhow::Result<Arc<Shared>> {
-    let http = reqwest::Client::builder()
-        .tcp_nodelay(true)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build()
-        .context("building the upstream HTTP client")?;
     Ok(Arc::new(Shared {
         upstreams: upstreams.into_iter().map(Arc::new).collect(),
         separator: config.gateway.separator.clone(),
@@ -103,6 +100,7 @@ fn shared(
         policy,
         pins,
         principal,
+        roles,
         store,
         session_ttl: Duration::from_secs(config.server.session_idle_timeout_secs),
         sessions: config.sessions.clone(),
@@ -116,6 +114,16 @@ fn shared(
             None => StateKey::random(),
         },
     }))
+}
+
+/// The client for HTTP upstreams. It never carries a downstream client's
+/// credentials: upstream requests are built from the config alone.
+fn http_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build()
+        .context("building the upstream HTTP client")
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -138,10 +146,13 @@ async fn shutdown_signal() {
 /// `tollgate serve`: the Streamable HTTP endpoint until a signal arrives.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let (policy, _watch) = policy_handle(&config)?;
-    // Until authentication arrives, HTTP callers are not identified.
+    // Before anything else starts: a network listener without [auth] refuses to run.
+    Authenticator::check_listener(&config, config.server.listen)?;
     let store = open_store(&config).await?;
     let pins = Arc::new(PinStore::load(store.clone()).await.map_err(|e| anyhow::anyhow!("tool pins: {e}"))?);
-    let shared = shared(&config, config.all_upstreams(), policy, "anonymous".into(), store, pins)?;
+    // HTTP sessions carry their caller's principal; this default names nobody.
+    let nobody = (crate::auth::ANONYMOUS.to_string(), Roles::none());
+    let shared = shared(&config, config.all_upstreams(), policy, nobody, store, pins, http_client()?)?;
     let registry = Arc::new(Registry::new(shared));
     let admin = match &config.admin {
         Some(admin) => Some(crate::admin::serve(admin, &config.base_dir, registry.clone()).await?),
@@ -151,7 +162,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} (server.listen)", config.server.listen))?;
     let addr = listener.local_addr()?;
-    let state = http::HttpState::new(registry.clone(), config.server.clone());
+    // After binding: on loopback the bound address makes the default resource URL.
+    let auth = Arc::new(Authenticator::from_config(&config, addr).await?);
+    let state = http::HttpState::new(registry.clone(), config.server.clone(), auth);
     let app = http::router(state);
     // Tests and scripts read the bound address from this line (port 0 picks a free port).
     println!("listening on http://{addr}{}", config.server.path);
@@ -237,11 +250,18 @@ pub async fn stdio(config: Config, command: Vec<String>) -> anyhow::Result<()> {
         upstreams.push(memory);
     }
     let (policy, _watch) = policy_handle(&config)?;
-    // The person who launched the wrapper is who the calls are attributed to.
-    let principal = std::env::var("USER").map(|u| format!("os:{u}")).unwrap_or_else(|_| "os:unknown".into());
+    // The person who launched the wrapper is who the calls are attributed to: the configured
+    // stdio principal, else the OS user. stdio has no credentials to check (MCP: they come from
+    // the environment).
+    let auth = config.auth.clone().unwrap_or_default();
+    let principal = auth
+        .stdio_principal
+        .clone()
+        .unwrap_or_else(|| std::env::var("USER").map(|u| format!("os:{u}")).unwrap_or_else(|_| "os:unknown".into()));
     let store = open_store(&config).await?;
     let pins = Arc::new(PinStore::load(store.clone()).await.map_err(|e| anyhow::anyhow!("tool pins: {e}"))?);
-    let shared = shared(&config, upstreams, policy, principal, store, pins)?;
+    let identity = (principal, Roles::new(auth.stdio_roles));
+    let shared = shared(&config, upstreams, policy, identity, store, pins, http_client()?)?;
     let session = Session::new(shared, session::new_session_id());
     let stop = CancellationToken::new();
     tokio::spawn({

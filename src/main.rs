@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tollgate::config::Config;
@@ -68,6 +69,11 @@ enum Command {
         #[command(subcommand)]
         command: SessionsCommand,
     },
+    /// Authentication helpers: `tollgate auth hash-key < keyfile` prints the digest for `[[auth.api_key]]`.
+    Auth {
+        #[command(subcommand)]
+        command: AuthCommand,
+    },
     /// Calls waiting for a person (through the admin API): list, approve, deny.
     Approvals {
         #[command(flatten)]
@@ -130,6 +136,13 @@ enum ApprovalsCommand {
 }
 
 #[derive(Subcommand)]
+enum AuthCommand {
+    /// Read an API key from stdin and print its SHA-256 (hex) for `[[auth.api_key]] sha256`.
+    /// The key itself never goes into the config.
+    HashKey,
+}
+
+#[derive(Subcommand)]
 enum AuditCommand {
     /// Check every record's hash and link (rotated files included); exit 1 on tampering.
     Verify { file: PathBuf },
@@ -177,6 +190,9 @@ enum PolicyCommand {
         /// The tool's readOnlyHint annotation as the upstream lists it (omit if it has none).
         #[arg(long)]
         read_only_hint: Option<bool>,
+        /// A role the calling identity holds (repeatable); without any, a role-less identity.
+        #[arg(long = "role")]
+        roles: Vec<String>,
         /// Policy directory or files (default: ./policies).
         #[arg(long = "policy")]
         paths: Vec<PathBuf>,
@@ -282,6 +298,20 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(admin_command(&runtime, admin, |target| async move { approvals(&target, action, json).await }))
         }
         Command::Audit { command } => Ok(audit_command(command)),
+        Command::Auth { command: AuthCommand::HashKey } => {
+            let mut input = String::new();
+            std::io::stdin().take(64 * 1024).read_to_string(&mut input)?;
+            match tollgate::auth::api_key::hash_key_from_input(&input) {
+                Ok(digest) => {
+                    println!("{digest}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("tollgate: {e}");
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
         Command::Pins { admin, command } => {
             let json = admin.json;
             Ok(admin_command(&runtime, admin, |target| async move {
@@ -342,7 +372,7 @@ fn policy_command(command: PolicyCommand) -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        PolicyCommand::Explain { tool, upstream, args, read_only_hint, paths } => {
+        PolicyCommand::Explain { tool, upstream, args, read_only_hint, roles, paths } => {
             let args: serde_json::Value = match serde_json::from_str(&args) {
                 Ok(v) => v,
                 Err(e) => {
@@ -357,7 +387,8 @@ fn policy_command(command: PolicyCommand) -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let (_, text) = policy::explain(&policy, &upstream, &tool, read_only_hint, &args);
+            let (_, text) =
+                policy::explain(&policy, &tollgate::policy::Roles::new(roles), &upstream, &tool, read_only_hint, &args);
             print!("{text}");
             ExitCode::SUCCESS
         }

@@ -3,7 +3,7 @@
 
 use crate::layers::validate_arguments::{ArgumentsVerdict, check_arguments};
 use crate::policy::schema::SchemaCache;
-use crate::policy::{Decision, Policy, ToolDefinition};
+use crate::policy::{Decision, Policy, Roles, ToolDefinition};
 use serde_json::Value;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -23,6 +23,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Policy, String> {
 /// What the call would meet, layer by layer; the final line says allow or deny and why.
 pub fn explain(
     policy: &Policy,
+    roles: &Roles,
     upstream: &str,
     tool: &str,
     read_only_hint: Option<bool>,
@@ -30,7 +31,10 @@ pub fn explain(
 ) -> (bool, String) {
     let mut out = String::new();
     let _ = writeln!(out, "policy {}; upstream {upstream:?}, tool {tool:?}", policy.version);
-    let dry_run = policy.dry_run(upstream);
+    if !roles.is_empty() {
+        let _ = writeln!(out, "as an identity with roles {:?}", roles.to_vec());
+    }
+    let dry_run = policy.dry_run(roles, upstream);
     if dry_run {
         let _ = writeln!(out, "dry run: denials are recorded as would_deny and the call goes through");
     }
@@ -43,9 +47,9 @@ pub fn explain(
             verdict = Some(d);
         }
     };
-    step("allowlist", policy.allowlist(upstream, tool));
-    step("read_only", policy.read_only(upstream, &definition));
-    let arguments = match check_arguments(policy, upstream, &definition, args, &SchemaCache::default()) {
+    step("allowlist", policy.allowlist(roles, upstream, tool));
+    step("read_only", policy.read_only(roles, upstream, &definition));
+    let arguments = match check_arguments(policy, roles, upstream, &definition, args, &SchemaCache::default()) {
         ArgumentsVerdict::Valid { rule } => Decision {
             allowed: true,
             rule,
@@ -56,7 +60,7 @@ pub fn explain(
         ArgumentsVerdict::Unusable { rule, reason } => Decision { allowed: false, rule, reason },
     };
     step("arguments", arguments);
-    match policy.timeout(upstream, tool) {
+    match policy.timeout(roles, upstream, tool) {
         Some(t) => {
             let _ = writeln!(out, "timeout    {} ms", t.as_millis());
         }
@@ -91,10 +95,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("p.toml"), "[[upstream]]\nname = \"fs\"\nallow = [\"*\"]\n").unwrap();
         let policy = load(&[dir.path().to_path_buf()]).unwrap();
-        let (allowed, text) = explain(&policy, "fs", "write_file", Some(false), &json!({}));
+        let (allowed, text) = explain(&policy, &Roles::none(), "fs", "write_file", Some(false), &json!({}));
         assert!(!allowed);
         assert!(text.contains("=> DENY by p.toml:fs:read_only"), "{text}");
-        let (allowed, text) = explain(&policy, "fs", "read_file", Some(true), &json!({}));
+        let (allowed, text) = explain(&policy, &Roles::none(), "fs", "read_file", Some(true), &json!({}));
         assert!(allowed, "{text}");
     }
 }

@@ -53,7 +53,7 @@ pub struct Admission {
 impl Admission {
     /// Writes "admitted" (durably when the tool may write). `Err` means: do not forward.
     pub async fn admit(&self, call: &ToolCall) -> Result<(), Error> {
-        let (writes, _) = call.policy.writes(&call.upstream, &call.tool);
+        let (writes, _) = call.policy.writes(&call.roles, &call.upstream, &call.tool);
         let mut record = self.base.clone();
         record.phase = "admitted".into();
         fill_decision(&mut record, call);
@@ -71,7 +71,7 @@ fn audit_unavailable(reason: String) -> Error {
 fn fill_decision(record: &mut AuditRecord, call_trail: &ToolCall) {
     let trail = &call_trail.trail;
     record.approval = trail.approval();
-    record.dry_run = call_trail.policy.dry_run(&call_trail.upstream);
+    record.dry_run = call_trail.policy.dry_run(&call_trail.roles, &call_trail.upstream);
     match trail.deciding() {
         Some(d) => {
             record.decision = d.decision.to_string();
@@ -171,12 +171,13 @@ where
         let policy = call.policy.clone();
         let trail = call.trail.clone();
         let upstream = call.upstream.clone();
+        let roles = call.roles.clone();
         let mut completion = Completion { log: log.clone(), record: Some(base), admission, started: Instant::now() };
         let inner = self.inner.call(call);
         async move {
             let outcome = inner.await;
             let Some(mut record) = completion.finish(&outcome) else { return outcome };
-            record.dry_run = policy.dry_run(&upstream);
+            record.dry_run = policy.dry_run(&roles, &upstream);
             match trail.deciding() {
                 Some(d) => {
                     record.decision = d.decision.to_string();

@@ -17,7 +17,7 @@ impl<S> Layer<S> for EnforceReadOnlyLayer {
 }
 
 fn enforce_read_only(call: &ToolCall) -> Option<ShortCircuit> {
-    let decision = call.policy.read_only(&call.upstream, &call.tool);
+    let decision = call.policy.read_only(&call.roles, &call.upstream, &call.tool);
     call.enforce("read_only", decision).err().map(|d| Err(Error::ReadOnly { rule: d.rule, reason: d.reason }))
 }
 

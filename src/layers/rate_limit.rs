@@ -24,7 +24,8 @@ impl<S> Layer<S> for RateLimitLayer {
 fn rate_limit(call: ToolCall) -> BoxFuture<'static, Result<ToolCall, super::check::ShortCircuit>> {
     async move {
         let session = crate::audit::session_handle(&call.session.id);
-        let limits = call.policy.rate_limits(call.session.principal(), &session, &call.upstream, &call.tool.name);
+        let limits =
+            call.policy.rate_limits(call.session.principal(), &call.roles, &session, &call.upstream, &call.tool.name);
         let store = call.session.shared().store.clone();
         for applied in limits {
             let verdict = match store.rate_check(&applied.key, &applied.limit.quota()).await {

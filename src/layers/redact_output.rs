@@ -72,7 +72,9 @@ where
         let policy = call.policy.clone();
         let trail = call.trail.clone();
         // The tool's or the defaults' cap wins; `[redaction] max_output_bytes` is the fallback.
-        let limit = policy.max_output_bytes(&call.upstream, &call.tool.name).or(policy.redactor().max_output_bytes());
+        let limit = policy
+            .max_output_bytes(&call.roles, &call.upstream, &call.tool.name)
+            .or(policy.redactor().max_output_bytes());
         let inner = self.inner.call(call);
         async move {
             let reply = inner.await?;

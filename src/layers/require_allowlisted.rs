@@ -17,7 +17,7 @@ impl<S> Layer<S> for RequireAllowlistedLayer {
 }
 
 fn require_allowlisted(call: &ToolCall) -> Option<ShortCircuit> {
-    let decision = call.policy.allowlist(&call.upstream, &call.tool.name);
+    let decision = call.policy.allowlist(&call.roles, &call.upstream, &call.tool.name);
     call.enforce("allowlist", decision).err().map(|_| Err(Error::UnknownTool(call.public_name.clone())))
 }
 

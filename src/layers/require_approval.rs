@@ -65,15 +65,15 @@ fn result_frame(result: &str) -> Frame {
 
 fn require_approval(mut call: ToolCall) -> BoxFuture<'static, Result<ToolCall, super::check::ShortCircuit>> {
     async move {
-        let mut pending = call.policy.approval(&call.upstream, &call.tool.name, &call.arguments);
+        let mut pending = call.policy.approval(&call.roles, &call.upstream, &call.tool.name, &call.arguments);
         // Data-flow rule: in a session that read untrusted data, a sink needs a person too (or is
         // refused). The session's taint is only looked up for sinks.
-        if pending.is_none() && call.policy.is_sink(&call.upstream, &call.tool.name) {
+        if pending.is_none() && call.policy.is_sink(&call.roles, &call.upstream, &call.tool.name) {
             let taint = match call.session.taint().await {
                 Ok(t) => t,
                 Err(e) => return Err(Err(e)),
             };
-            match call.policy.sink(&call.upstream, &call.tool.name, taint.as_ref()) {
+            match call.policy.sink(&call.roles, &call.upstream, &call.tool.name, taint.as_ref()) {
                 SinkVerdict::Allow => {}
                 SinkVerdict::NeedsApproval(d) => pending = Some(d),
                 SinkVerdict::Deny(d) => {
@@ -84,7 +84,7 @@ fn require_approval(mut call: ToolCall) -> BoxFuture<'static, Result<ToolCall, s
             }
         }
         let Some(pending) = pending else { return Ok(call) };
-        if call.policy.dry_run(&call.upstream) {
+        if call.policy.dry_run(&call.roles, &call.upstream) {
             call.trail.record("approval", "would_deny", &pending);
             return Ok(call);
         }

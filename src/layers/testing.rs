@@ -33,6 +33,7 @@ pub fn call_with(policy: &Policy, tool: ToolDefinition, args: Value) -> ToolCall
         tool: Arc::new(tool),
         arguments: args,
         policy: Arc::new(policy.clone()),
+        roles: crate::policy::Roles::none(),
         trail: Default::default(),
         frame: Frame::parse(jsonrpc::request("1", "tools/call", Some(&params.to_string()))).unwrap(),
         related: None,

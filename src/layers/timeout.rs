@@ -48,7 +48,7 @@ where
     }
 
     fn call(&mut self, call: ToolCall) -> Self::Future {
-        let after = call.policy.timeout(&call.upstream, &call.tool.name).unwrap_or(self.default);
+        let after = call.policy.timeout(&call.roles, &call.upstream, &call.tool.name).unwrap_or(self.default);
         let upstream = call.upstream.clone();
         let inner = self.inner.call(call);
         async move {

@@ -9,7 +9,7 @@ use crate::jsonrpc::Frame;
 use crate::policy::args;
 use crate::policy::schema::{self, SchemaCache};
 use crate::policy::stack::{ToolCall, tool_error};
-use crate::policy::{Decision, Policy, ToolDefinition, file::ToolRules};
+use crate::policy::{Decision, Policy, Roles, ToolDefinition, file::ToolRules};
 use futures::future::{BoxFuture, FutureExt};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -77,12 +77,13 @@ pub enum ArgumentsVerdict {
 /// Shared by the layer and `tollgate policy explain`.
 pub fn check_arguments(
     policy: &Policy,
+    roles: &Roles,
     upstream: &str,
     tool: &ToolDefinition,
     args: &Value,
     cache: &SchemaCache,
 ) -> ArgumentsVerdict {
-    let pinned = policy.pinned_schema(upstream, &tool.name);
+    let pinned = policy.pinned_schema(roles, upstream, &tool.name);
     let (schema, source) = match (&pinned, &tool.input_schema) {
         (Some(s), _) => (Some(s.as_ref()), "schema:pinned"),
         (None, Some(s)) => (Some(s), "schema:inputSchema"),
@@ -104,7 +105,7 @@ pub fn check_arguments(
         }
     }
     let mut rule = source.to_string();
-    if let Some((guard_rule, rules)) = policy.guards(upstream, &tool.name) {
+    if let Some((guard_rule, rules)) = policy.guards(roles, upstream, &tool.name) {
         let found = guard_problems(rules, args);
         if !found.is_empty() {
             rule = guard_rule;
@@ -116,7 +117,7 @@ pub fn check_arguments(
 
 impl<S> ValidateArguments<S> {
     fn check(&self, call: &ToolCall) -> Option<ShortCircuit> {
-        match check_arguments(&call.policy, &call.upstream, &call.tool, &call.arguments, &self.cache) {
+        match check_arguments(&call.policy, &call.roles, &call.upstream, &call.tool, &call.arguments, &self.cache) {
             ArgumentsVerdict::Valid { rule } => {
                 let _ = call.enforce("arguments", Decision { allowed: true, rule, reason: "arguments valid".into() });
                 None

@@ -1,14 +1,14 @@
 //! Which calls need a person's approval before they run (pure; the waiting happens in
 //! `layers::require_approval` and `session::approvals`).
 
-use super::{Decision, Policy, glob};
+use super::{Decision, Policy, Roles, glob};
 use serde_json::Value;
 
 impl Policy {
     /// `Some(decision)` (not allowed, naming the rule) if this call must wait for a person.
-    pub fn approval(&self, upstream: &str, tool: &str, arguments: &Value) -> Option<Decision> {
-        let (r, t) = self.tool_rules(upstream, tool)?;
-        let rule = format!("{}:{}:tool:{}:approval", r.file, r.rules.name, t.name);
+    pub fn approval(&self, roles: &Roles, upstream: &str, tool: &str, arguments: &Value) -> Option<Decision> {
+        let (r, t) = self.tool_rules(roles, upstream, tool)?;
+        let rule = format!("{}:{}:tool:{}:approval", r.file, r.label(), t.name);
         if t.approval {
             return Some(Decision::deny(rule, format!("{tool} needs a person's approval for every call")));
         }
@@ -33,7 +33,7 @@ impl Policy {
 
 #[cfg(test)]
 mod tests {
-    use crate::policy::Policy;
+    use crate::policy::{Policy, Roles};
     use serde_json::json;
 
     fn policy(text: &str) -> Policy {
@@ -49,12 +49,15 @@ mod tests {
              [[upstream.tool]]\nname = \"delete_*\"\napproval = true\n\
              [[upstream.tool]]\nname = \"write_file\"\napproval_when = { path = [\"/etc/*\", \"*.env\"] }\n",
         );
-        assert_eq!(p.approval("fs", "delete_file", &json!({})).unwrap().rule, "p.toml:fs:tool:delete_*:approval");
-        let d = p.approval("fs", "write_file", &json!({"path": "/srv/app/.env"})).unwrap();
+        assert_eq!(
+            p.approval(&Roles::none(), "fs", "delete_file", &json!({})).unwrap().rule,
+            "p.toml:fs:tool:delete_*:approval"
+        );
+        let d = p.approval(&Roles::none(), "fs", "write_file", &json!({"path": "/srv/app/.env"})).unwrap();
         assert_eq!(d.rule, "p.toml:fs:tool:write_file:approval_when:path");
-        assert!(p.approval("fs", "write_file", &json!({"path": "/srv/app/readme"})).is_none());
-        assert!(p.approval("fs", "write_file", &json!({"path": ["/tmp/x", "/etc/passwd"]})).is_some());
-        assert!(p.approval("fs", "read_file", &json!({"path": "/etc/passwd"})).is_none());
+        assert!(p.approval(&Roles::none(), "fs", "write_file", &json!({"path": "/srv/app/readme"})).is_none());
+        assert!(p.approval(&Roles::none(), "fs", "write_file", &json!({"path": ["/tmp/x", "/etc/passwd"]})).is_some());
+        assert!(p.approval(&Roles::none(), "fs", "read_file", &json!({"path": "/etc/passwd"})).is_none());
     }
 
     #[test]

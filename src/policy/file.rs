@@ -36,9 +36,16 @@ pub struct Defaults {
 pub struct UpstreamRules {
     /// Upstream name (from the config) or a glob over names.
     pub name: String,
+    /// Only identities holding one of these roles are governed by this block; others fall through
+    /// to the next block naming the upstream (none left: the upstream is hidden from them).
+    /// Omitted: everyone.
+    pub roles: Option<Vec<String>>,
     /// Safe default: an upstream is read-only unless its policy grants writes.
     #[serde(default = "yes")]
     pub read_only: bool,
+    /// On a read-only upstream, identities holding one of these roles may still call tools that write.
+    #[serde(default)]
+    pub write_roles: Vec<String>,
     #[serde(default)]
     pub dry_run: bool,
     /// Tool-name globs that are allowed; a tool not matched here (or by a `[[upstream.tool]]`) is hidden.
@@ -60,6 +67,8 @@ fn yes() -> bool {
 pub struct ToolRules {
     /// Tool name (the upstream's own, not the namespaced one) or a glob. Listing a tool allows it.
     pub name: String,
+    /// Only identities holding one of these roles see and may call the tool; hidden from others.
+    pub roles: Option<Vec<String>>,
     /// Pins the classification: upstream annotations are hints, this is the operator's word.
     pub writes: Option<bool>,
     pub timeout_ms: Option<u64>,
@@ -114,6 +123,13 @@ impl PolicyFile {
             if u.name.is_empty() {
                 return Err(format!("{key}: name must not be empty (use \"*\" for every upstream)"));
             }
+            check_roles(&format!("{key}.roles"), u.roles.as_deref())?;
+            check_roles(&format!("{key}.write_roles"), Some(&u.write_roles).filter(|w| !w.is_empty()).map(|w| &w[..]))?;
+            if !u.read_only && !u.write_roles.is_empty() {
+                return Err(format!(
+                    "{key}: write_roles only matters on a read-only upstream; remove it or remove read_only = false"
+                ));
+            }
             for pattern in u.allow.iter().chain(&u.deny) {
                 if pattern.is_empty() {
                     return Err(format!("{key}: empty tool pattern in allow/deny"));
@@ -124,6 +140,7 @@ impl PolicyFile {
                 if t.name.is_empty() {
                     return Err(format!("{tkey}: name must not be empty"));
                 }
+                check_roles(&format!("{tkey}.roles"), t.roles.as_deref())?;
                 if t.timeout_ms == Some(0) {
                     return Err(format!("{tkey}: timeout_ms must be at least 1"));
                 }
@@ -151,5 +168,15 @@ impl PolicyFile {
             }
         }
         Ok(())
+    }
+}
+
+/// A role list must name at least one role, and no empty one (`roles = []` would hide the rule
+/// from everyone, which is never what was meant).
+fn check_roles(key: &str, roles: Option<&[String]>) -> Result<(), String> {
+    match roles {
+        Some([]) => Err(format!("{key}: list at least one role, or remove it to apply to everyone")),
+        Some(roles) if roles.iter().any(|r| r.trim().is_empty()) => Err(format!("{key}: a role name is empty")),
+        _ => Ok(()),
     }
 }

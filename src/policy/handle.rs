@@ -102,6 +102,6 @@ mod tests {
         std::fs::write(&file, "[[upstream]]\nname = \"a\"\nallow = [\"y\"]\n").unwrap();
         assert_ne!(handle.reload().unwrap(), before);
         assert!(handle.last_error().is_none());
-        assert!(handle.load().allowlist("a", "y").allowed);
+        assert!(handle.load().allowlist(&crate::policy::Roles::none(), "a", "y").allowed);
     }
 }

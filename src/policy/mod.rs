@@ -12,6 +12,7 @@ pub mod glob;
 pub mod handle;
 pub mod rate;
 pub mod redaction;
+pub mod roles;
 pub mod schema;
 pub mod stack;
 pub mod taint;
@@ -20,6 +21,7 @@ pub mod trail;
 
 use file::{Defaults, PolicyFile, ToolRules, UpstreamRules};
 use redaction::{RedactionConfig, Redactor};
+pub use roles::Roles;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -51,6 +53,22 @@ pub(crate) struct SourcedRules {
     pub(crate) file: String,
     pub(crate) rules: UpstreamRules,
     dry_run: bool,
+}
+
+impl SourcedRules {
+    /// The block's name in rule ids: its upstream pattern, plus its roles when it is limited to
+    /// some (`fs[admin,ops]`), so a decision names the role rule that made it.
+    pub(crate) fn label(&self) -> String {
+        match &self.rules.roles {
+            Some(roles) => format!("{}[{}]", self.rules.name, roles.join(",")),
+            None => self.rules.name.clone(),
+        }
+    }
+
+    /// Does this block govern an identity holding `roles`?
+    fn applies_to(&self, roles: &Roles) -> bool {
+        self.rules.roles.as_deref().is_none_or(|wanted| roles.first_of(wanted).is_some())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -170,15 +188,17 @@ impl Policy {
         Ok(Policy { version, mode: Mode::Files(rules), defaults, schemas, redactor, rate_limits, taint_rules })
     }
 
-    fn rules_for(&self, upstream: &str) -> Option<&SourcedRules> {
+    /// The first block that names `upstream` and applies to `roles`: the one every decision for
+    /// this identity and upstream is taken from.
+    fn rules_for(&self, roles: &Roles, upstream: &str) -> Option<&SourcedRules> {
         match &self.mode {
-            Mode::Files(rules) => rules.iter().find(|r| glob::matches(&r.rules.name, upstream)),
+            Mode::Files(rules) => rules.iter().find(|r| glob::matches(&r.rules.name, upstream) && r.applies_to(roles)),
             Mode::Annotations { .. } => None,
         }
     }
 
-    pub(crate) fn tool_rules(&self, upstream: &str, tool: &str) -> Option<(&SourcedRules, &ToolRules)> {
-        let r = self.rules_for(upstream)?;
+    pub(crate) fn tool_rules(&self, roles: &Roles, upstream: &str, tool: &str) -> Option<(&SourcedRules, &ToolRules)> {
+        let r = self.rules_for(roles, upstream)?;
         r.rules.tools.iter().find(|t| glob::matches(&t.name, tool)).map(|t| (r, t))
     }
 
@@ -188,19 +208,25 @@ impl Policy {
     }
 
     /// Whether the policy for `upstream` is in dry-run (decisions audited, not enforced).
-    pub fn dry_run(&self, upstream: &str) -> bool {
-        self.rules_for(upstream).is_some_and(|r| r.dry_run)
+    pub fn dry_run(&self, roles: &Roles, upstream: &str) -> bool {
+        self.rules_for(roles, upstream).is_some_and(|r| r.dry_run)
     }
 
-    /// Is `tool` of `upstream` visible and callable at all? (The same answer for `tools/list`
-    /// filtering and `tools/call` enforcement.)
-    pub fn allowlist(&self, upstream: &str, tool: &str) -> Decision {
+    /// Is `tool` of `upstream` visible and callable at all for an identity holding `roles`?
+    /// (The same answer for `tools/list` filtering and `tools/call` enforcement.)
+    pub fn allowlist(&self, roles: &Roles, upstream: &str, tool: &str) -> Decision {
         let rules = match &self.mode {
             Mode::Annotations { .. } => {
                 return Decision::allow("default:annotations", "no policy files: every tool is listed");
             }
-            Mode::Files(_) => match self.rules_for(upstream) {
+            Mode::Files(all) => match self.rules_for(roles, upstream) {
                 Some(r) => r,
+                None if all.iter().any(|r| glob::matches(&r.rules.name, upstream)) => {
+                    return Decision::deny(
+                        "default:no-role-rule",
+                        format!("no policy block for upstream {upstream:?} applies to this identity's roles"),
+                    );
+                }
                 None => {
                     return Decision::deny(
                         "default:no-upstream-rule",
@@ -209,9 +235,20 @@ impl Policy {
                 }
             },
         };
-        let id = |kind: &str, pattern: &str| format!("{}:{}:{kind}:{pattern}", rules.file, rules.rules.name);
+        let label = rules.label();
+        let id = |kind: &str, pattern: &str| format!("{}:{label}:{kind}:{pattern}", rules.file);
         if let Some(p) = rules.rules.deny.iter().find(|p| glob::matches(p, tool)) {
             return Decision::deny(id("deny", p), format!("{tool} matches deny pattern {p:?}"));
+        }
+        // A tool limited to some roles: its entry decides, before any broad allow pattern.
+        if let Some(t) = rules.rules.tools.iter().find(|t| glob::matches(&t.name, tool))
+            && let Some(wanted) = &t.roles
+        {
+            let rule = format!("{}:roles", id("tool", &t.name));
+            return match roles.first_of(wanted) {
+                Some(role) => Decision::allow(rule, format!("{tool} is granted to role {role:?}")),
+                None => Decision::deny(rule, format!("{tool} is limited to roles {wanted:?}")),
+            };
         }
         if let Some(p) = rules.rules.allow.iter().find(|p| glob::matches(p, tool)) {
             return Decision::allow(id("allow", p), format!("{tool} matches allow pattern {p:?}"));
@@ -219,26 +256,24 @@ impl Policy {
         if let Some(t) = rules.rules.tools.iter().find(|t| glob::matches(&t.name, tool)) {
             return Decision::allow(id("tool", &t.name), format!("{tool} has a [[upstream.tool]] entry {:?}", t.name));
         }
-        Decision::deny(
-            format!("{}:{}:not-allowlisted", rules.file, rules.rules.name),
-            format!("{tool} is not on the allowlist"),
-        )
+        Decision::deny(format!("{}:{label}:not-allowlisted", rules.file), format!("{tool} is not on the allowlist"))
     }
 
     /// Does `tool` write? The policy's pin wins; otherwise only a `readOnlyHint: true`
     /// annotation makes a tool count as read-only.
-    pub fn writes(&self, upstream: &str, tool: &ToolDefinition) -> (bool, String) {
-        if let Some((r, t)) = self.tool_rules(upstream, &tool.name)
+    pub fn writes(&self, roles: &Roles, upstream: &str, tool: &ToolDefinition) -> (bool, String) {
+        if let Some((r, t)) = self.tool_rules(roles, upstream, &tool.name)
             && let Some(w) = t.writes
         {
-            return (w, format!("{}:{}:tool:{}:writes", r.file, r.rules.name, t.name));
+            return (w, format!("{}:{}:tool:{}:writes", r.file, r.label(), t.name));
         }
         (tool.read_only_hint != Some(true), "annotation:readOnlyHint".into())
     }
 
-    /// Read-only enforcement: a writing tool on a read-only upstream is refused.
-    pub fn read_only(&self, upstream: &str, tool: &ToolDefinition) -> Decision {
-        let (writes, classified_by) = self.writes(upstream, tool);
+    /// Read-only enforcement: a writing tool on a read-only upstream is refused, unless the
+    /// identity holds one of the upstream's `write_roles`.
+    pub fn read_only(&self, roles: &Roles, upstream: &str, tool: &ToolDefinition) -> Decision {
+        let (writes, classified_by) = self.writes(roles, upstream, tool);
         if !writes {
             return Decision::allow(classified_by, format!("{} does not write", tool.name));
         }
@@ -253,16 +288,30 @@ impl Policy {
                     tool.name
                 ),
             ),
-            Mode::Files(_) => match self.rules_for(upstream) {
+            Mode::Files(_) => match self.rules_for(roles, upstream) {
                 Some(r) if !r.rules.read_only => {
-                    Decision::allow(format!("{}:{}:read_only=false", r.file, r.rules.name), "the policy grants writes")
+                    Decision::allow(format!("{}:{}:read_only=false", r.file, r.label()), "the policy grants writes")
+                }
+                Some(r) if roles.first_of(&r.rules.write_roles).is_some() => {
+                    let role = roles.first_of(&r.rules.write_roles).unwrap_or_default();
+                    Decision::allow(
+                        format!("{}:{}:write_roles:{role}", r.file, r.label()),
+                        format!("role {role:?} is granted writes"),
+                    )
                 }
                 Some(r) => Decision::deny(
-                    format!("{}:{}:read_only", r.file, r.rules.name),
-                    format!(
-                        "{} writes and upstream {upstream} is read-only (set read_only = false in its policy to grant writes)",
-                        tool.name
-                    ),
+                    format!("{}:{}:read_only", r.file, r.label()),
+                    if r.rules.write_roles.is_empty() {
+                        format!(
+                            "{} writes and upstream {upstream} is read-only (set read_only = false in its policy to grant writes)",
+                            tool.name
+                        )
+                    } else {
+                        format!(
+                            "{} writes and upstream {upstream} is read-only except for roles {:?}",
+                            tool.name, r.rules.write_roles
+                        )
+                    },
                 ),
                 None => {
                     Decision::deny("default:read-only", format!("{} writes and no policy grants writes", tool.name))
@@ -272,27 +321,27 @@ impl Policy {
     }
 
     /// The deadline for one call, if the policy sets one.
-    pub fn timeout(&self, upstream: &str, tool: &str) -> Option<Duration> {
-        self.tool_rules(upstream, tool)
+    pub fn timeout(&self, roles: &Roles, upstream: &str, tool: &str) -> Option<Duration> {
+        self.tool_rules(roles, upstream, tool)
             .and_then(|(_, t)| t.timeout_ms)
             .or(self.defaults.timeout_ms)
             .map(Duration::from_millis)
     }
 
-    pub fn max_output_bytes(&self, upstream: &str, tool: &str) -> Option<usize> {
-        self.tool_rules(upstream, tool).and_then(|(_, t)| t.max_output_bytes).or(self.defaults.max_output_bytes)
+    pub fn max_output_bytes(&self, roles: &Roles, upstream: &str, tool: &str) -> Option<usize> {
+        self.tool_rules(roles, upstream, tool).and_then(|(_, t)| t.max_output_bytes).or(self.defaults.max_output_bytes)
     }
 
     /// The operator's schema for `tool`, replacing the upstream's `inputSchema`.
-    pub fn pinned_schema(&self, upstream: &str, tool: &str) -> Option<Arc<Value>> {
-        let (_, t) = self.tool_rules(upstream, tool)?;
+    pub fn pinned_schema(&self, roles: &Roles, upstream: &str, tool: &str) -> Option<Arc<Value>> {
+        let (_, t) = self.tool_rules(roles, upstream, tool)?;
         self.schemas.get(t.schema.as_ref()?).cloned()
     }
 
     /// Path and URL argument guards for `tool`, with the rule id that set them.
-    pub fn guards(&self, upstream: &str, tool: &str) -> Option<(String, &ToolRules)> {
-        let (r, t) = self.tool_rules(upstream, tool)?;
-        (t.paths.is_some() || t.urls.is_some()).then(|| (format!("{}:{}:tool:{}", r.file, r.rules.name, t.name), t))
+    pub fn guards(&self, roles: &Roles, upstream: &str, tool: &str) -> Option<(String, &ToolRules)> {
+        let (r, t) = self.tool_rules(roles, upstream, tool)?;
+        (t.paths.is_some() || t.urls.is_some()).then(|| (format!("{}:{}:tool:{}", r.file, r.label(), t.name), t))
     }
 }
 
@@ -313,22 +362,22 @@ mod tests {
     #[test]
     fn zero_config_trusts_only_read_only_annotations() {
         let p = Policy::annotations_only(false);
-        assert!(p.allowlist("u", "write_file").allowed);
-        assert!(p.read_only("u", &tool("read_file", Some(true))).allowed);
-        assert!(!p.read_only("u", &tool("write_file", Some(false))).allowed);
-        assert!(!p.read_only("u", &tool("unannotated", None)).allowed);
-        assert!(Policy::annotations_only(true).read_only("u", &tool("write_file", None)).allowed);
+        assert!(p.allowlist(&Roles::none(), "u", "write_file").allowed);
+        assert!(p.read_only(&Roles::none(), "u", &tool("read_file", Some(true))).allowed);
+        assert!(!p.read_only(&Roles::none(), "u", &tool("write_file", Some(false))).allowed);
+        assert!(!p.read_only(&Roles::none(), "u", &tool("unannotated", None)).allowed);
+        assert!(Policy::annotations_only(true).read_only(&Roles::none(), "u", &tool("write_file", None)).allowed);
     }
 
     #[test]
     fn allowlist_deny_wins_and_unlisted_is_hidden() {
         let p = policy("[[upstream]]\nname = \"fs\"\nallow = [\"read_*\", \"list_*\"]\ndeny = [\"read_secret*\"]\n");
-        assert!(p.allowlist("fs", "read_file").allowed);
-        let d = p.allowlist("fs", "read_secrets");
+        assert!(p.allowlist(&Roles::none(), "fs", "read_file").allowed);
+        let d = p.allowlist(&Roles::none(), "fs", "read_secrets");
         assert!(!d.allowed);
         assert_eq!(d.rule, "p.toml:fs:deny:read_secret*");
-        assert_eq!(p.allowlist("fs", "write_file").rule, "p.toml:fs:not-allowlisted");
-        assert!(!p.allowlist("other", "read_file").allowed);
+        assert_eq!(p.allowlist(&Roles::none(), "fs", "write_file").rule, "p.toml:fs:not-allowlisted");
+        assert!(!p.allowlist(&Roles::none(), "other", "read_file").allowed);
     }
 
     #[test]
@@ -338,11 +387,11 @@ mod tests {
              [[upstream]]\nname = \"rw\"\nread_only = false\nallow = [\"*\"]\n",
         );
         // The upstream claims delete_file is read-only; the policy pins it as writing.
-        let d = p.read_only("fs", &tool("delete_file", Some(true)));
+        let d = p.read_only(&Roles::none(), "fs", &tool("delete_file", Some(true)));
         assert!(!d.allowed);
         assert_eq!(d.rule, "p.toml:fs:read_only");
-        assert!(p.read_only("fs", &tool("read_file", Some(true))).allowed);
-        assert!(p.read_only("rw", &tool("write_file", None)).allowed);
+        assert!(p.read_only(&Roles::none(), "fs", &tool("read_file", Some(true))).allowed);
+        assert!(p.read_only(&Roles::none(), "rw", &tool("write_file", None)).allowed);
     }
 
     #[test]
@@ -350,8 +399,55 @@ mod tests {
         let p = policy(
             "[defaults]\ntimeout_ms = 1000\n[[upstream]]\nname = \"*\"\nallow = [\"*\"]\n[[upstream.tool]]\nname = \"slow\"\ntimeout_ms = 50\n",
         );
-        assert_eq!(p.timeout("x", "slow"), Some(Duration::from_millis(50)));
-        assert_eq!(p.timeout("x", "fast"), Some(Duration::from_millis(1000)));
+        assert_eq!(p.timeout(&Roles::none(), "x", "slow"), Some(Duration::from_millis(50)));
+        assert_eq!(p.timeout(&Roles::none(), "x", "fast"), Some(Duration::from_millis(1000)));
+    }
+
+    #[test]
+    fn role_blocks_tool_roles_and_write_roles_decide_per_identity() {
+        let p = policy(
+            "[[upstream]]\nname = \"fs\"\nroles = [\"admin\"]\nread_only = false\nallow = [\"*\"]\n\
+             [[upstream]]\nname = \"fs\"\nallow = [\"read_*\", \"write_*\"]\nwrite_roles = [\"editor\"]\n\
+             [[upstream.tool]]\nname = \"read_secrets\"\nroles = [\"auditor\"]\n\
+             [[upstream]]\nname = \"ops\"\nroles = [\"admin\"]\nallow = [\"*\"]\n",
+        );
+        let (admin, nobody) = (Roles::new(["admin"]), Roles::none());
+        let (editor, auditor) = (Roles::new(["editor"]), Roles::new(["auditor"]));
+        // The first block that applies to the identity decides, and its id names the role rule.
+        let d = p.allowlist(&admin, "fs", "delete_file");
+        assert!(d.allowed);
+        assert_eq!(d.rule, "p.toml:fs[admin]:allow:*");
+        assert_eq!(p.read_only(&admin, "fs", &tool("delete_file", None)).rule, "p.toml:fs[admin]:read_only=false");
+        // Without the role, the general block: fewer tools, read-only.
+        assert!(!p.allowlist(&nobody, "fs", "delete_file").allowed);
+        assert!(p.allowlist(&nobody, "fs", "read_file").allowed);
+        assert_eq!(p.read_only(&nobody, "fs", &tool("write_file", None)).rule, "p.toml:fs:read_only");
+        let d = p.read_only(&editor, "fs", &tool("write_file", None));
+        assert!(d.allowed);
+        assert_eq!(d.rule, "p.toml:fs:write_roles:editor");
+        // A tool limited to a role is hidden from others even though an allow pattern matches it.
+        let d = p.allowlist(&nobody, "fs", "read_secrets");
+        assert!(!d.allowed);
+        assert_eq!(d.rule, "p.toml:fs:tool:read_secrets:roles");
+        assert!(p.allowlist(&auditor, "fs", "read_secrets").allowed);
+        // An upstream only a role block names is hidden from everyone else.
+        assert_eq!(p.allowlist(&nobody, "ops", "x").rule, "default:no-role-rule");
+        assert!(p.allowlist(&admin, "ops", "x").allowed);
+    }
+
+    #[test]
+    fn role_lists_must_name_roles() {
+        for bad in [
+            "[[upstream]]\nname = \"fs\"\nroles = []\n",
+            "[[upstream]]\nname = \"fs\"\nwrite_roles = [\"\"]\n",
+            "[[upstream]]\nname = \"fs\"\n[[upstream.tool]]\nname = \"t\"\nroles = []\n",
+            "[[upstream]]\nname = \"fs\"\nread_only = false\nwrite_roles = [\"a\"]\n",
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("p.toml"), bad).unwrap();
+            let e = Policy::load_dir(dir.path()).unwrap_err();
+            assert!(e.contains("roles"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! and per tool (pure: which limits apply to a call, under which keys and rule ids; the
 //! counting is the state store's, so replicas share it).
 
-use super::Policy;
+use super::{Policy, Roles};
 use crate::session::store::RateQuota;
 use serde::Deserialize;
 use std::time::Duration;
@@ -86,7 +86,14 @@ pub struct AppliedLimit {
 impl Policy {
     /// The limits a call by `principal` in `session` (its handle, not its id) to `tool` counts
     /// against, broadest first.
-    pub fn rate_limits(&self, principal: &str, session: &str, upstream: &str, tool: &str) -> Vec<AppliedLimit> {
+    pub fn rate_limits(
+        &self,
+        principal: &str,
+        roles: &Roles,
+        session: &str,
+        upstream: &str,
+        tool: &str,
+    ) -> Vec<AppliedLimit> {
         let mut out = Vec::new();
         let (limits, file) = &self.rate_limits;
         if let Some(limit) = limits.principal {
@@ -105,14 +112,14 @@ impl Policy {
                 rule: format!("{file}:rate_limits.session"),
             });
         }
-        if let Some((r, t)) = self.tool_rules(upstream, tool)
+        if let Some((r, t)) = self.tool_rules(roles, upstream, tool)
             && let Some(limit) = t.rate_limit
         {
             out.push(AppliedLimit {
                 scope: "tool",
                 key: format!("t:{principal}:{upstream}:{tool}"),
                 limit,
-                rule: format!("{}:{}:tool:{}:rate_limit", r.file, r.rules.name, t.name),
+                rule: format!("{}:{}:tool:{}:rate_limit", r.file, r.label(), t.name),
             });
         }
         out
@@ -140,11 +147,11 @@ mod tests {
         )
         .unwrap();
         let p = Policy::load_dir(dir.path()).unwrap();
-        let limits = p.rate_limits("alice", "h1", "fs", "search");
+        let limits = p.rate_limits("alice", &Roles::none(), "h1", "fs", "search");
         let scopes: Vec<&str> = limits.iter().map(|l| l.scope).collect();
         assert_eq!(scopes, ["principal", "session", "tool"]);
         assert_eq!(limits[1].limit.quota().burst, 5);
         assert_eq!(limits[2].rule, "p.toml:fs:tool:search:rate_limit");
-        assert_eq!(p.rate_limits("alice", "h1", "fs", "read").len(), 2);
+        assert_eq!(p.rate_limits("alice", &Roles::none(), "h1", "fs", "read").len(), 2);
     }
 }

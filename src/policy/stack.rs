@@ -4,7 +4,7 @@
 //! [`ForwardToUpstream`]. Each line says why the layer sits where it does.
 
 use super::trail::Trail;
-use super::{Decision, Policy, ToolDefinition};
+use super::{Decision, Policy, Roles, ToolDefinition};
 use crate::audit::sink::AuditLog;
 use crate::error::Error;
 use crate::jsonrpc::{self, Frame};
@@ -40,6 +40,8 @@ pub struct ToolCall {
     pub arguments: Value,
     /// The policy this call is decided by, fixed when the call starts.
     pub policy: Arc<Policy>,
+    /// The roles of the identity that made this request (the principal is the session's).
+    pub roles: Roles,
     /// Decisions taken so far, for the audit record.
     pub trail: Arc<Trail>,
     /// The request as the upstream will see it: the upstream's own tool name, the client's id.
@@ -56,7 +58,7 @@ impl ToolCall {
         if decision.allowed {
             self.trail.record(layer, "allow", &decision);
             Ok(())
-        } else if self.policy.dry_run(&self.upstream) {
+        } else if self.policy.dry_run(&self.roles, &self.upstream) {
             tracing::info!(upstream = %self.upstream, tool = %self.public_name, rule = %decision.rule, "dry run: would deny");
             self.trail.record(layer, "would_deny", &decision);
             Ok(())

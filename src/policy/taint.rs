@@ -3,7 +3,7 @@
 //! person's approval, or are refused — so text injected through a tool's output cannot quietly
 //! exfiltrate data through another tool. Pure decisions; the mark is kept with the session.
 
-use super::{Decision, Policy};
+use super::{Decision, Policy, Roles};
 use crate::session::store::Taint;
 use serde::Deserialize;
 
@@ -37,19 +37,21 @@ pub enum SinkVerdict {
 
 impl Policy {
     /// The rule that marks `tool` as an untrusted source, if one does.
-    pub fn untrusted_source(&self, upstream: &str, tool: &str) -> Option<String> {
-        let (r, t) = self.tool_rules(upstream, tool)?;
+    pub fn untrusted_source(&self, roles: &Roles, upstream: &str, tool: &str) -> Option<String> {
+        let (r, t) = self.tool_rules(roles, upstream, tool)?;
         t.untrusted_source.then(|| format!("{}:{}:tool:{}:untrusted_source", r.file, r.rules.name, t.name))
     }
 
     /// Whether `tool` is a sink (cheap; the session's taint is only looked up for sinks).
-    pub fn is_sink(&self, upstream: &str, tool: &str) -> bool {
-        self.tool_rules(upstream, tool).is_some_and(|(_, t)| t.sink)
+    pub fn is_sink(&self, roles: &Roles, upstream: &str, tool: &str) -> bool {
+        self.tool_rules(roles, upstream, tool).is_some_and(|(_, t)| t.sink)
     }
 
     /// The data-flow decision for a call to `tool` in a session with `taint`.
-    pub fn sink(&self, upstream: &str, tool: &str, taint: Option<&Taint>) -> SinkVerdict {
-        let (Some((r, t)), Some(taint)) = (self.tool_rules(upstream, tool), taint) else { return SinkVerdict::Allow };
+    pub fn sink(&self, roles: &Roles, upstream: &str, tool: &str, taint: Option<&Taint>) -> SinkVerdict {
+        let (Some((r, t)), Some(taint)) = (self.tool_rules(roles, upstream, tool), taint) else {
+            return SinkVerdict::Allow;
+        };
         if !t.sink {
             return SinkVerdict::Allow;
         }
@@ -78,6 +80,10 @@ mod tests {
     const RULES: &str = "[[upstream]]\nname = \"web\"\nallow = [\"*\"]\n[[upstream.tool]]\nname = \"fetch\"\nuntrusted_source = true\n\
                          [[upstream]]\nname = \"mail\"\nread_only = false\nallow = [\"*\"]\n[[upstream.tool]]\nname = \"send\"\nsink = true\n";
 
+    fn none() -> Roles {
+        Roles::none()
+    }
+
     fn taint() -> Taint {
         Taint {
             upstream: "web".into(),
@@ -90,20 +96,20 @@ mod tests {
     #[test]
     fn sinks_need_approval_only_once_the_session_is_tainted() {
         let p = policy(RULES);
-        assert_eq!(p.untrusted_source("web", "fetch").as_deref(), Some("p.toml:web:tool:fetch:untrusted_source"));
-        assert!(p.untrusted_source("mail", "send").is_none());
-        assert!(p.is_sink("mail", "send") && !p.is_sink("web", "fetch"));
-        assert_eq!(p.sink("mail", "send", None), SinkVerdict::Allow);
-        match p.sink("mail", "send", Some(&taint())) {
+        assert_eq!(p.untrusted_source(&none(), "web", "fetch").as_deref(), Some("p.toml:web:tool:fetch:untrusted_source"));
+        assert!(p.untrusted_source(&none(), "mail", "send").is_none());
+        assert!(p.is_sink(&none(), "mail", "send") && !p.is_sink(&none(), "web", "fetch"));
+        assert_eq!(p.sink(&none(), "mail", "send", None), SinkVerdict::Allow);
+        match p.sink(&none(), "mail", "send", Some(&taint())) {
             SinkVerdict::NeedsApproval(d) => assert_eq!(d.rule, "p.toml:mail:tool:send:sink"),
             other => panic!("{other:?}"),
         }
-        assert_eq!(p.sink("mail", "read", Some(&taint())), SinkVerdict::Allow);
+        assert_eq!(p.sink(&none(), "mail", "read", Some(&taint())), SinkVerdict::Allow);
     }
 
     #[test]
     fn sinks_can_be_refused_outright() {
         let p = policy(&format!("[taint]\nsinks = \"deny\"\n{RULES}"));
-        assert!(matches!(p.sink("mail", "send", Some(&taint())), SinkVerdict::Deny(_)));
+        assert!(matches!(p.sink(&none(), "mail", "send", Some(&taint())), SinkVerdict::Deny(_)));
     }
 }

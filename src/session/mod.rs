@@ -27,7 +27,7 @@ use crate::mcp::lifecycle::{self, ClientHello, ServerHello};
 use crate::mcp::{self, names};
 use crate::policy::handle::PolicyHandle;
 use crate::policy::stack::{ToolCall, ToolCallService};
-use crate::policy::{Policy, ToolDefinition};
+use crate::policy::{Policy, Roles, ToolDefinition};
 use crate::transport::upstream::{BuiltinContext, Peer, RelatedSink};
 use catalog::{Catalog, ListKind, Route};
 use outbound::Outbound;
@@ -50,8 +50,11 @@ pub struct Shared {
     pub tool_stack: ToolCallService,
     pub policy: Arc<PolicyHandle>,
     pub pins: Arc<PinStore>,
-    /// Who the calls of this gateway are attributed to until authentication says otherwise.
+    /// Who sessions are attributed to when the transport names nobody else (stdio: the person
+    /// who launched the wrapper; HTTP sessions carry their authenticated principal).
     pub principal: String,
+    /// The roles that go with `principal` (stdio).
+    pub roles: Roles,
     /// Where sessions, approvals, pins and counters outlive this process.
     pub store: Arc<dyn SessionStore>,
     /// A session's stored state expires after this long without activity.
@@ -77,6 +80,7 @@ impl Shared {
             policy: PolicyHandle::fixed(crate::policy::Policy::annotations_only(false)),
             pins: Arc::new(PinStore::new(store.clone())),
             principal: "test".into(),
+            roles: Roles::none(),
             store,
             session_ttl: Duration::from_secs(3600),
             sessions: SessionsConfig::default(),
@@ -93,6 +97,9 @@ pub struct RequestCtx {
     pub key: String,
     /// The open stream for messages that belong to this request, if the transport has one.
     pub related: Option<RelatedSink>,
+    /// The roles of the identity that sent this request: lists are filtered and calls decided
+    /// with them (the principal is fixed per session).
+    pub roles: Roles,
 }
 
 struct Inflight {
@@ -208,7 +215,7 @@ impl Session {
         session
     }
 
-    fn with_principal(shared: Arc<Shared>, id: String, principal: String, created_ms: u64) -> Arc<Session> {
+    pub(crate) fn with_principal(shared: Arc<Shared>, id: String, principal: String, created_ms: u64) -> Arc<Session> {
         let slots = shared
             .upstreams
             .iter()
@@ -381,7 +388,7 @@ impl Session {
         let _guard = InflightGuard(self, ctx.key.clone(), serial);
         let span = tracing::debug_span!("request", session = %self.id, method = %frame.method());
         let outcome = tokio::select! {
-            r = tracing::Instrument::instrument(self.dispatch_request(&frame, ctx.related), span) => Some(r),
+            r = tracing::Instrument::instrument(self.dispatch_request(&frame, ctx.related, &ctx.roles), span) => Some(r),
             _ = cancel.cancelled() => None,
         };
         let outcome = match outcome {
@@ -402,7 +409,12 @@ impl Session {
     }
 
     /// Answers one request; the reply carries the client's id.
-    async fn dispatch_request(&self, frame: &Frame, related: Option<RelatedSink>) -> Result<String, Error> {
+    async fn dispatch_request(
+        &self,
+        frame: &Frame,
+        related: Option<RelatedSink>,
+        roles: &Roles,
+    ) -> Result<String, Error> {
         let id = frame.id().unwrap_or("null");
         let method = frame.method();
         match method {
@@ -421,20 +433,20 @@ impl Session {
                 return Ok(jsonrpc::result(id, "{}"));
             }
             _ => match ListKind::from_method(method) {
-                Some(kind) => return self.merged_list(kind).await.map(|r| jsonrpc::result(id, &r)),
-                None if method == "tools/call" => self.route_request(frame, related).await?,
+                Some(kind) => return self.merged_list(kind, roles).await.map(|r| jsonrpc::result(id, &r)),
+                None if method == "tools/call" => self.route_request(frame, related, roles).await?,
                 // Tool output is redacted in the policy stack; everything else here.
-                None => self.redact_for_client(self.route_request(frame, related).await?)?,
+                None => self.redact_for_client(self.route_request(frame, related, roles).await?)?,
             },
         };
         Ok(reply.with_id(id).into_string())
     }
 
-    async fn route_request(&self, frame: &Frame, related: Option<RelatedSink>) -> Result<Frame, Error> {
+    async fn route_request(&self, frame: &Frame, related: Option<RelatedSink>, roles: &Roles) -> Result<Frame, Error> {
         let method = frame.method();
         match method {
             "tools/call" => {
-                let (route, upstream_frame, public) = self.resolve_named(frame, ListKind::Tools).await?;
+                let (route, upstream_frame, public) = self.resolve_named(frame, ListKind::Tools, roles).await?;
                 let arguments = frame
                     .params_as::<serde_json::Value>()
                     .ok()
@@ -447,7 +459,7 @@ impl Session {
                 let trail: Arc<crate::policy::trail::Trail> = Default::default();
                 let upstream = self.slots[route.slot].config.name.clone();
                 let policy = self.shared.policy.load();
-                let source_rule = policy.untrusted_source(&upstream, &route.original);
+                let source_rule = policy.untrusted_source(&roles, &upstream, &route.original);
                 let call = ToolCall {
                     session: self.me.upgrade().ok_or(Error::ShuttingDown)?,
                     slot: route.slot,
@@ -456,6 +468,7 @@ impl Session {
                     tool,
                     arguments,
                     policy,
+                    roles: roles.clone(),
                     trail: trail.clone(),
                     frame: upstream_frame,
                     related,
@@ -492,16 +505,16 @@ impl Session {
                 result
             }
             "prompts/get" => {
-                let (route, upstream_frame, _) = self.resolve_named(frame, ListKind::Prompts).await?;
+                let (route, upstream_frame, _) = self.resolve_named(frame, ListKind::Prompts, roles).await?;
                 self.forward_to(route.slot, &upstream_frame, related).await
             }
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
                 let uri = mcp::target_name(method, frame.params())
                     .ok_or_else(|| Error::InvalidParams(format!("{method} needs a string \"uri\"")))?;
-                let slot = self.slot_for_uri(&uri).await?;
+                let slot = self.slot_for_uri(&uri, roles).await?;
                 self.forward_to(slot, frame, related).await
             }
-            "completion/complete" => self.complete(frame, related).await,
+            "completion/complete" => self.complete(frame, related, roles).await,
             _ => {
                 // Methods the gateway does not know go to the first upstream, unchanged.
                 if self.slots.is_empty() {
@@ -728,7 +741,12 @@ impl Session {
 
     /// Finds the upstream of a namespaced tool or prompt; returns the frame to send upstream
     /// (with the original name) and the public name.
-    async fn resolve_named(&self, frame: &Frame, kind: ListKind) -> Result<(Route, Frame, String), Error> {
+    async fn resolve_named(
+        &self,
+        frame: &Frame,
+        kind: ListKind,
+        roles: &Roles,
+    ) -> Result<(Route, Frame, String), Error> {
         let mut params = frame
             .params()
             .and_then(|p| RawObject::parse(p).ok())
@@ -740,7 +758,7 @@ impl Session {
         let mut route = self.catalog.lock().expect("catalog lock").route(kind, &public);
         if route.is_none() {
             // The client may call without listing first, or the list changed: look again once.
-            self.merged_list(kind).await?;
+            self.merged_list(kind, roles).await?;
             route = self.catalog.lock().expect("catalog lock").route(kind, &public);
         }
         let unknown = || match kind {
@@ -755,11 +773,11 @@ impl Session {
         Ok((route.clone(), frame.with_params(&params.to_json()), public))
     }
 
-    async fn slot_for_uri(&self, uri: &str) -> Result<usize, Error> {
+    async fn slot_for_uri(&self, uri: &str, roles: &Roles) -> Result<usize, Error> {
         if let Some(slot) = self.catalog.lock().expect("catalog lock").uri_slot(uri) {
             return Ok(slot);
         }
-        let _ = self.merged_list(ListKind::Resources).await;
+        let _ = self.merged_list(ListKind::Resources, roles).await;
         if let Some(slot) = self.catalog.lock().expect("catalog lock").uri_slot(uri) {
             return Ok(slot);
         }
@@ -774,7 +792,7 @@ impl Session {
         Err(Error::InvalidParams(format!("no upstream serves resource {uri}")))
     }
 
-    async fn complete(&self, frame: &Frame, related: Option<RelatedSink>) -> Result<Frame, Error> {
+    async fn complete(&self, frame: &Frame, related: Option<RelatedSink>, roles: &Roles) -> Result<Frame, Error> {
         let params: serde_json::Value = frame.params_as().map_err(|e| Error::InvalidParams(e.to_string()))?;
         let reference = params.get("ref").cloned().unwrap_or_default();
         match reference.get("type").and_then(|t| t.as_str()) {
@@ -793,7 +811,7 @@ impl Session {
             }
             Some("ref/resource") => {
                 let uri = reference.get("uri").and_then(|n| n.as_str()).unwrap_or_default();
-                let slot = self.slot_for_uri(uri).await?;
+                let slot = self.slot_for_uri(uri, roles).await?;
                 self.forward_to(slot, frame, related).await
             }
             _ => Err(Error::InvalidParams("completion/complete needs ref of type ref/prompt or ref/resource".into())),
@@ -802,8 +820,9 @@ impl Session {
 
     // ---------------------------------------------------------------- merged lists
 
-    /// One list across all upstreams, renamed where needed. Pages are fetched whole.
-    async fn merged_list(&self, kind: ListKind) -> Result<String, Error> {
+    /// One list across all upstreams, renamed where needed, as an identity holding `roles` may
+    /// see it. Pages are fetched whole.
+    async fn merged_list(&self, kind: ListKind, roles: &Roles) -> Result<String, Error> {
         let fetches = (0..self.slots.len()).map(|i| self.slot_list(i, kind));
         let lists = futures::future::join_all(fetches).await;
         let mut items: Vec<Box<RawValue>> = Vec::new();
@@ -827,7 +846,7 @@ impl Session {
                 }
             }
             for item in list.items.iter() {
-                if let Some(item) = self.publish_item(&mut catalog, &policy, kind, slot, item) {
+                if let Some(item) = self.publish_item(&mut catalog, &policy, roles, kind, slot, item) {
                     items.push(item);
                 }
             }
@@ -849,6 +868,7 @@ impl Session {
         &self,
         catalog: &mut Catalog,
         policy: &Policy,
+        roles: &Roles,
         kind: ListKind,
         slot: usize,
         item: &RawValue,
@@ -866,7 +886,7 @@ impl Session {
         let mut tool = None;
         if kind == ListKind::Tools {
             // The same predicate as RequireAllowlisted: hidden here, refused there.
-            if !policy.allowlist(&config.name, &original).allowed && !policy.dry_run(&config.name) {
+            if !policy.allowlist(roles, &config.name, &original).allowed && !policy.dry_run(roles, &config.name) {
                 return None;
             }
             tool = ToolDefinition::from_listing(item.get()).map(Arc::new);

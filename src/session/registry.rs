@@ -30,9 +30,15 @@ impl Registry {
         &self.shared
     }
 
-    /// A new 2025-11-25 session; its record is written when `initialize` succeeds.
-    pub fn create(&self) -> Arc<Session> {
-        let session = Session::new(self.shared.clone(), new_session_id());
+    /// A new 2025-11-25 session bound to `principal`; its record is written when `initialize`
+    /// succeeds.
+    pub fn create(&self, principal: &str) -> Arc<Session> {
+        let session = Session::with_principal(
+            self.shared.clone(),
+            new_session_id(),
+            principal.to_string(),
+            super::store::now_ms(),
+        );
         self.sessions.lock().expect("sessions lock").insert(session.id.clone(), session.clone());
         session
     }

@@ -1,11 +1,15 @@
 //! Streamable HTTP downstream (POST/GET/DELETE on one path) for both protocol generations.
 //!
 //! Checks happen in this order, before a session sees the body: Host and Origin (DNS
-//! rebinding), body size, JSON-RPC validity, protocol-version and mirrored-header agreement
-//! (decisions are taken on the parsed body; headers are claims checked against it), then the
-//! session. A POST answers with JSON unless a message related to the request must be streamed
+//! rebinding), authentication (the `Authorization` header → an [`Identity`], or 401/403 with a
+//! `WWW-Authenticate` challenge), body size, JSON-RPC validity, protocol-version and
+//! mirrored-header agreement (decisions are taken on the parsed body; headers are claims
+//! checked against it), then the session, which must belong to the caller's principal.
+//!
+//! The Protected Resource Metadata (RFC 9728) is served here too, without authentication. A POST answers with JSON unless a message related to the request must be streamed
 //! first, in which case the reply becomes an SSE stream.
 
+use crate::auth::{Authenticator, Identity, Rejection, challenge};
 use crate::config::ServerConfig;
 use crate::error::Error;
 use crate::jsonrpc::{Frame, FrameError, Kind};
@@ -15,11 +19,11 @@ use crate::session::{RequestCtx, Session};
 use crate::transport::sse;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,26 +35,29 @@ const KEEPALIVE: Duration = Duration::from_secs(15);
 pub struct HttpState {
     pub registry: Arc<Registry>,
     pub config: ServerConfig,
+    pub auth: Arc<Authenticator>,
     seq: AtomicU64,
 }
 
 impl HttpState {
-    pub fn new(registry: Arc<Registry>, config: ServerConfig) -> Arc<HttpState> {
-        Arc::new(HttpState { registry, config, seq: AtomicU64::new(1) })
-    }
-
-    /// Who is calling. Until authentication arrives, every HTTP caller is the configured default.
-    fn principal(&self) -> &str {
-        &self.registry.shared().principal
+    pub fn new(registry: Arc<Registry>, config: ServerConfig, auth: Arc<Authenticator>) -> Arc<HttpState> {
+        Arc::new(HttpState { registry, config, auth, seq: AtomicU64::new(1) })
     }
 }
 
 pub fn router(state: Arc<HttpState>) -> Router {
     let path = state.config.path.clone();
-    Router::new()
+    let mcp = Router::new()
         .route(&path, post(post_message).get(open_stream).delete(end_session))
-        .layer(middleware::from_fn_with_state(state.clone(), check_origin_and_host))
-        .with_state(state)
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    // The metadata is public: it is how a client that got a 401 finds the authorization server.
+    let mut router = Router::new().merge(mcp);
+    if let Some(metadata) = state.auth.metadata() {
+        for p in &metadata.paths {
+            router = router.route(p, get(resource_metadata));
+        }
+    }
+    router.layer(middleware::from_fn_with_state(state.clone(), check_origin_and_host)).with_state(state)
 }
 
 fn json_response(status: StatusCode, body: String) -> Response {
@@ -108,6 +115,74 @@ async fn check_origin_and_host(State(state): State<Arc<HttpState>>, req: Request
         return error_response(StatusCode::FORBIDDEN, &e, None);
     }
     next.run(req).await
+}
+
+// ------------------------------------------------------------------ authentication
+
+/// Resolves the caller, or answers for the gateway: 401 with a challenge pointing at the
+/// Protected Resource Metadata, 403 `insufficient_scope`, 400 for credentials in a form we never
+/// take. The identity travels to the handlers as a request extension.
+async fn authenticate(State(state): State<Arc<HttpState>>, mut req: Request, next: Next) -> Response {
+    let query = req.uri().query().map(str::to_string);
+    let outcome = state
+        .auth
+        .authenticate(req.headers().get_all(header::AUTHORIZATION).iter().map(|v| v.as_bytes()), query.as_deref())
+        .await;
+    match outcome {
+        Ok(identity) => {
+            req.extensions_mut().insert(identity);
+            next.run(req).await
+        }
+        Err(rejection) => {
+            // A first request without a token is how OAuth discovery starts: not worth a warning.
+            if rejection == Rejection::Missing {
+                tracing::debug!(method = %req.method(), "request without credentials: 401");
+            } else {
+                tracing::warn!(reason = ?rejection, method = %req.method(), "request refused by authentication");
+            }
+            unauthorized(&state.auth, rejection)
+        }
+    }
+}
+
+/// The refusal for `rejection`, with its `WWW-Authenticate` challenge and a JSON-RPC error body.
+fn unauthorized(auth: &Authenticator, rejection: Rejection) -> Response {
+    let metadata = auth.metadata().map(|m| m.url.as_str());
+    let (error, challenge) = match &rejection {
+        Rejection::Missing => (
+            Error::Unauthenticated("send Authorization: Bearer <token>".into()),
+            challenge::bearer(metadata, None, None, None),
+        ),
+        Rejection::Malformed(why) => (
+            Error::InvalidRequest((*why).to_string()),
+            challenge::bearer(metadata, Some(challenge::INVALID_REQUEST), Some(why), None),
+        ),
+        Rejection::Invalid(why) => (
+            Error::Unauthenticated(why.clone()),
+            challenge::bearer(metadata, Some(challenge::INVALID_TOKEN), Some(why), None),
+        ),
+        Rejection::InsufficientScope(scope) => (
+            Error::InsufficientScope { scope: scope.clone() },
+            challenge::bearer(metadata, Some(challenge::INSUFFICIENT_SCOPE), None, Some(scope)),
+        ),
+    };
+    let mut resp = error_response(error.http_status(), &error, None);
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    resp
+}
+
+/// RFC 9728 Protected Resource Metadata.
+async fn resource_metadata(State(state): State<Arc<HttpState>>) -> Response {
+    match state.auth.metadata() {
+        Some(m) => {
+            let mut resp = json_response(StatusCode::OK, m.document.clone());
+            resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=300"));
+            resp
+        }
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 // ------------------------------------------------------------------ POST
@@ -172,14 +247,15 @@ fn not_found(id: Option<&str>) -> Response {
 
 async fn pick_session(
     state: &HttpState,
+    identity: &Identity,
     headers: &HeaderMap,
     frame: &Frame,
     claims: &mcp::MetaClaims,
 ) -> Result<Target, Box<Response>> {
+    let principal = identity.principal.as_str();
     if frame.method() == "initialize" && frame.kind() == Kind::Request {
-        return Ok(Target::New(state.registry.create()));
+        return Ok(Target::New(state.registry.create(principal)));
     }
-    let principal = state.principal();
     let unavailable = |e: Error| Box::new(error_response(StatusCode::SERVICE_UNAVAILABLE, &e, frame.id()));
     if let Some(id) = header_str(headers, "mcp-session-id") {
         return match state.registry.get(id, principal).await {
@@ -209,7 +285,12 @@ async fn pick_session(
     )))
 }
 
-async fn post_message(State(state): State<Arc<HttpState>>, headers: HeaderMap, body: Body) -> Response {
+async fn post_message(
+    State(state): State<Arc<HttpState>>,
+    Extension(identity): Extension<Identity>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let limit = state.config.max_body_bytes;
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
@@ -238,7 +319,7 @@ async fn post_message(State(state): State<Arc<HttpState>>, headers: HeaderMap, b
     if let Err(e) = check_headers(&headers, &frame, &claims) {
         return error_response(e.http_status(), &e, frame.id());
     }
-    let target = match pick_session(&state, &headers, &frame, &claims).await {
+    let target = match pick_session(&state, &identity, &headers, &frame, &claims).await {
         Ok(t) => t,
         Err(resp) => return *resp,
     };
@@ -248,7 +329,7 @@ async fn post_message(State(state): State<Arc<HttpState>>, headers: HeaderMap, b
         Target::Stateless(s) => (s, None, true),
     };
     if frame.kind() != Kind::Request {
-        session.handle(frame, RequestCtx { key: String::new(), related: None }).await;
+        session.handle(frame, RequestCtx { key: String::new(), related: None, roles: identity.roles }).await;
         return StatusCode::ACCEPTED.into_response();
     }
     let id = frame.id().unwrap_or("null").to_string();
@@ -261,7 +342,7 @@ async fn post_message(State(state): State<Arc<HttpState>>, headers: HeaderMap, b
     // Driven by this handler (no spawn): if the client goes away, dropping it cancels the call.
     let handling: Handling = Box::pin({
         let session = session.clone();
-        async move { session.handle(frame, RequestCtx { key, related }).await }
+        async move { session.handle(frame, RequestCtx { key, related, roles: identity.roles }).await }
     });
     let mut resp = respond(handling, rx).await;
     if let Some(id) = new_id
@@ -323,6 +404,7 @@ fn sse_response(body: Body) -> Response {
 
 async fn stateful_session(
     state: &HttpState,
+    identity: &Identity,
     headers: &HeaderMap,
     method: &Method,
 ) -> Result<Arc<Session>, Box<Response>> {
@@ -337,15 +419,19 @@ async fn stateful_session(
         resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
         return Err(Box::new(resp));
     };
-    match state.registry.get(id, state.principal()).await {
+    match state.registry.get(id, &identity.principal).await {
         Ok(Some(s)) => Ok(s),
         Ok(None) => Err(Box::new(not_found(None))),
         Err(e) => Err(Box::new(error_response(StatusCode::SERVICE_UNAVAILABLE, &e, None))),
     }
 }
 
-async fn open_stream(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
-    let session = match stateful_session(&state, &headers, &Method::GET).await {
+async fn open_stream(
+    State(state): State<Arc<HttpState>>,
+    Extension(identity): Extension<Identity>,
+    headers: HeaderMap,
+) -> Response {
+    let session = match stateful_session(&state, &identity, &headers, &Method::GET).await {
         Ok(s) => s,
         Err(resp) => return *resp,
     };
@@ -366,8 +452,12 @@ async fn open_stream(State(state): State<Arc<HttpState>>, headers: HeaderMap) ->
     sse_response(Body::from_stream(stream))
 }
 
-async fn end_session(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
-    let session = match stateful_session(&state, &headers, &Method::DELETE).await {
+async fn end_session(
+    State(state): State<Arc<HttpState>>,
+    Extension(identity): Extension<Identity>,
+    headers: HeaderMap,
+) -> Response {
+    let session = match stateful_session(&state, &identity, &headers, &Method::DELETE).await {
         Ok(s) => s,
         Err(resp) => return *resp,
     };

@@ -103,6 +103,8 @@ pub async fn serve(session: Arc<Session>, max_message: usize, shutdown: Cancella
     session.outbound.attach(tx.clone());
     let writer = spawn_writer(rx);
     let mut lines = spawn_reader(max_message);
+    // One person is on the other end of stdio: every request carries the configured roles.
+    let roles = session.shared().roles.clone();
 
     let tasks = TaskTracker::new();
     loop {
@@ -136,11 +138,11 @@ pub async fn serve(session: Arc<Session>, max_message: usize, shutdown: Cancella
         if frame.kind() != Kind::Request {
             // Handled in order, before the next line is read: a cancellation takes effect before
             // the client's next request, and a client's reply reaches its upstream promptly.
-            session.handle(frame, RequestCtx { key: String::new(), related: None }).await;
+            session.handle(frame, RequestCtx { key: String::new(), related: None, roles: roles.clone() }).await;
             continue;
         }
         // Registered here, in arrival order: a cancellation read after this line finds it.
-        let ctx = RequestCtx { key: frame.id().unwrap_or_default().to_string(), related: None };
+        let ctx = RequestCtx { key: frame.id().unwrap_or_default().to_string(), related: None, roles: roles.clone() };
         let ticket = match session.register(&frame, &ctx) {
             Ok(t) => t,
             Err(reply) => {

@@ -12,6 +12,8 @@ pub struct HttpClient {
     pub http: reqwest::Client,
     pub session: Option<String>,
     pub protocol: Option<String>,
+    /// Sent as `Authorization` on every request (`Bearer …`), when set.
+    pub authorization: Option<String>,
     next_id: u64,
 }
 
@@ -32,7 +34,14 @@ impl Reply {
 
 impl HttpClient {
     pub fn new(url: &str) -> HttpClient {
-        HttpClient { url: url.to_string(), http: reqwest::Client::new(), session: None, protocol: None, next_id: 1 }
+        HttpClient {
+            url: url.to_string(),
+            http: reqwest::Client::new(),
+            session: None,
+            protocol: None,
+            authorization: None,
+            next_id: 1,
+        }
     }
 
     pub fn next_id(&mut self) -> u64 {
@@ -53,6 +62,9 @@ impl HttpClient {
         }
         if let Some(p) = &self.protocol {
             b = b.header("mcp-protocol-version", p);
+        }
+        if let Some(a) = &self.authorization {
+            b = b.header("authorization", a);
         }
         for (k, v) in headers {
             b = b.header(*k, *v);
