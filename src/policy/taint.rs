@@ -96,7 +96,10 @@ mod tests {
     #[test]
     fn sinks_need_approval_only_once_the_session_is_tainted() {
         let p = policy(RULES);
-        assert_eq!(p.untrusted_source(&none(), "web", "fetch").as_deref(), Some("p.toml:web:tool:fetch:untrusted_source"));
+        assert_eq!(
+            p.untrusted_source(&none(), "web", "fetch").as_deref(),
+            Some("p.toml:web:tool:fetch:untrusted_source")
+        );
         assert!(p.untrusted_source(&none(), "mail", "send").is_none());
         assert!(p.is_sink(&none(), "mail", "send") && !p.is_sink(&none(), "web", "fetch"));
         assert_eq!(p.sink(&none(), "mail", "send", None), SinkVerdict::Allow);

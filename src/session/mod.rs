@@ -459,7 +459,7 @@ impl Session {
                 let trail: Arc<crate::policy::trail::Trail> = Default::default();
                 let upstream = self.slots[route.slot].config.name.clone();
                 let policy = self.shared.policy.load();
-                let source_rule = policy.untrusted_source(&roles, &upstream, &route.original);
+                let source_rule = policy.untrusted_source(roles, &upstream, &route.original);
                 let call = ToolCall {
                     session: self.me.upgrade().ok_or(Error::ShuttingDown)?,
                     slot: route.slot,
