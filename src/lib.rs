@@ -5,6 +5,7 @@ pub mod admin;
 pub mod audit;
 pub mod commands;
 pub mod config;
+pub mod cost;
 pub mod error;
 pub mod gateway;
 pub mod jsonrpc;

@@ -89,6 +89,36 @@ pub struct AuditRecord {
     /// Hash of the compiled policy that decided the call.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_version: Option<String>,
+    /// Random per call: links its "admitted" record to its "completed" one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<String>,
+    /// Whether policy classified the tool as writing, and the tool's own `readOnlyHint`
+    /// annotation (what `tollgate sessions replay` classifies it from again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writes: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only_hint: Option<bool>,
+    /// Every decision taken on the call, in layer order; `rule` above is the deciding one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trail: Vec<crate::policy::trail::TrailStep>,
+    /// Bytes and estimated tokens of the client's `arguments` and of the reply's `result`/`error`
+    /// (see `crate::cost`; `result_bytes` is the whole reply). On the call's last record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_in: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_out: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_in: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_out: Option<u64>,
+    /// What the call cost, in micro-units of `currency`, and the price that applied
+    /// (`cost.price[N]`); present only when a price matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_micros: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<String>,
     /// `hash` of the previous record in the log (`GENESIS` for the first); filled by the sink.
     #[serde(default)]
     pub prev: String,
@@ -190,7 +220,10 @@ pub fn cap(value: &Value, max: usize) -> Value {
 /// RFC 3339 UTC with microseconds, from the system clock.
 pub fn now_rfc3339() -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let secs = now.as_secs() as i64;
+    format_rfc3339(now.as_secs() as i64, now.subsec_micros())
+}
+
+fn format_rfc3339(secs: i64, micros: u32) -> String {
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days + 719_468;
@@ -202,13 +235,7 @@ pub fn now_rfc3339() -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        now.subsec_micros()
-    )
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// Short name of a call's outcome, as audit records and session histories show it.

@@ -2,9 +2,11 @@
 //!
 //! Errors name the file, the key and what to change: a bad file stops startup.
 
+pub mod cost;
 pub mod memory;
 pub mod state;
 
+pub use cost::{CostConfig, PriceConfig};
 pub use memory::{Builtin, MemoryConfig};
 use serde::Deserialize;
 pub use state::{AdminConfig, ApprovalsConfig, SessionsConfig, StoreBackend, StoreConfig};
@@ -39,6 +41,9 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     #[serde(default)]
     pub memory: MemoryConfig,
+    /// Token estimate and prices for cost attribution.
+    #[serde(default)]
+    pub cost: CostConfig,
     /// Directory of the config file; relative paths in it resolve from here.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -314,6 +319,7 @@ impl Config {
         }
         self.approvals.validate()?;
         self.memory.validate()?;
+        self.cost.validate()?;
         let mut names = std::collections::HashSet::new();
         let mut prefixes = std::collections::HashSet::new();
         for (i, u) in self.upstreams.iter().enumerate() {
