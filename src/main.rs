@@ -150,6 +150,33 @@ enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Why did this call happen? Its whole chain from the log: client, principal, session, the
+    /// request's id and _meta, every policy decision and rule, approval, upstream, timing,
+    /// outcome, size, redactions, cost, and the hash chain's state around it.
+    Explain {
+        file: PathBuf,
+        /// The session (its id or handle).
+        #[arg(long)]
+        session: Option<String>,
+        /// The Nth tool call of the session (1-based, in log order).
+        #[arg(long, requires = "session")]
+        call: Option<usize>,
+        /// Calls to this upstream.
+        #[arg(long)]
+        upstream: Option<String>,
+        /// Calls of this tool (namespaced or the upstream's own name).
+        #[arg(long)]
+        tool: Option<String>,
+        /// Calls whose redacted arguments mention this file path.
+        #[arg(long)]
+        path: Option<String>,
+        /// Only the newest matching call.
+        #[arg(long)]
+        last: bool,
+        /// JSON (an array of calls) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -395,5 +422,32 @@ fn audit_command(command: AuditCommand) -> ExitCode {
         },
         AuditCommand::Tail { file, lines, json } => print(read::tail(&file, lines), json),
         AuditCommand::Show { file, session, json } => print(read::by_session(&file, &session), json),
+        AuditCommand::Explain { file, session, call, upstream, tool, path, last, json } => {
+            use tollgate::commands::explain::{Selector, explain};
+            let selector = Selector { session, call, upstream, tool, path, last };
+            if selector.session.is_none()
+                && selector.upstream.is_none()
+                && selector.tool.is_none()
+                && selector.path.is_none()
+            {
+                eprintln!("tollgate: choose calls with --session S [--call N], --upstream U --tool T, or --path P");
+                return ExitCode::from(2);
+            }
+            finish(explain(&file, &selector, json))
+        }
+    }
+}
+
+/// Prints a command's output, or its error (exit 1).
+fn finish(result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tollgate: {e}");
+            ExitCode::from(1)
+        }
     }
 }
