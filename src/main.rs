@@ -68,6 +68,25 @@ enum Command {
         #[command(subcommand)]
         command: SessionsCommand,
     },
+    /// Calls, bytes, estimated tokens and cost per principal (or upstream, or tool) over a time
+    /// window, from the audit log (durable and complete, unlike the store's expiring sessions).
+    Usage {
+        /// Start of the window: a duration back from now (24h, 30m, 7d, 1h30m) or an RFC 3339 UTC time.
+        #[arg(long, default_value = "24h")]
+        since: String,
+        /// Group rows by one or more of principal, upstream, tool (comma-separated).
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "principal")]
+        by: Vec<tollgate::commands::usage::GroupBy>,
+        /// The audit log (default: the config's audit.file).
+        #[arg(long)]
+        audit: Option<PathBuf>,
+        /// The gateway's config file, for audit.file.
+        #[arg(long, short, env = "TOLLGATE_CONFIG")]
+        config: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Calls waiting for a person (through the admin API): list, approve, deny.
     Approvals {
         #[command(flatten)]
@@ -282,6 +301,9 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy { command } => Ok(policy_command(command)),
+        Command::Usage { since, by, audit, config, json } => {
+            Ok(usage_command(&since, &by, audit, config.as_deref(), json))
+        }
         Command::Sessions { admin, command } => {
             use tollgate::commands::admin_client::{SessionsAction, sessions};
             let action = match command {
@@ -450,4 +472,49 @@ fn finish(result: Result<String, String>) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The audit log to read: `--audit`, else the config's `audit.file`.
+fn audit_file(audit: Option<PathBuf>, config: Option<&std::path::Path>) -> Result<PathBuf, ExitCode> {
+    if let Some(path) = audit {
+        return Ok(path);
+    }
+    let Some(config) = config else {
+        eprintln!("tollgate: give the audit log with --audit FILE, or the gateway's --config FILE");
+        return Err(ExitCode::from(2));
+    };
+    let config = load(config)?;
+    config.audit.resolved_file(&config.base_dir).ok_or_else(|| {
+        eprintln!("tollgate: the config has no [audit] file; give the log with --audit FILE");
+        ExitCode::from(2)
+    })
+}
+
+fn usage_command(
+    since: &str,
+    by: &[tollgate::commands::usage::GroupBy],
+    audit: Option<PathBuf>,
+    config: Option<&std::path::Path>,
+    json: bool,
+) -> ExitCode {
+    use tollgate::commands::usage;
+    let file = match audit_file(audit, config) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    let now = tollgate::session::store::now_ms();
+    let since = match usage::parse_since(since, now) {
+        Ok(ms) => ms,
+        Err(e) => {
+            eprintln!("tollgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    finish(usage::summarise(&file, since, now, by).map(|report| {
+        if json {
+            format!("{}\n", serde_json::to_string_pretty(&report).unwrap_or_default())
+        } else {
+            usage::render(&report)
+        }
+    }))
 }
