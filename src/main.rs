@@ -123,6 +123,24 @@ enum SessionsCommand {
     Resume { id: String },
     /// End the session: cancel in-flight calls, close its upstream sessions, refuse its id.
     Stop { id: String },
+    /// Re-decide the session's recorded calls (from the audit log) under the current policy and
+    /// show what would now be decided differently. Offline: needs --dry-run; nothing is sent.
+    Replay {
+        /// The session id or its handle as audit records show it.
+        id: String,
+        /// Required: only re-evaluate (replaying calls for real is not supported).
+        #[arg(long)]
+        dry_run: bool,
+        /// Policy directory or files to decide by (default: the config's policy).
+        #[arg(long = "policy")]
+        policy: Vec<PathBuf>,
+        /// The audit log (default: the config's audit.file).
+        #[arg(long)]
+        audit: Option<PathBuf>,
+        /// List every call, not only those decided differently.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -312,6 +330,10 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 SessionsCommand::Pause { id } => SessionsAction::Steer(id, "pause"),
                 SessionsCommand::Resume { id } => SessionsAction::Steer(id, "resume"),
                 SessionsCommand::Stop { id } => SessionsAction::Steer(id, "stop"),
+                // Offline: reads the audit log, not the admin API.
+                SessionsCommand::Replay { id, dry_run, policy, audit, all } => {
+                    return Ok(replay_command(&id, dry_run, &policy, audit, admin.config.as_deref(), admin.json, all));
+                }
             };
             let json = admin.json;
             Ok(admin_command(&runtime, admin, |target| async move { sessions(&target, action, json).await }))
@@ -515,6 +537,58 @@ fn usage_command(
             format!("{}\n", serde_json::to_string_pretty(&report).unwrap_or_default())
         } else {
             usage::render(&report)
+        }
+    }))
+}
+
+fn replay_command(
+    id: &str,
+    dry_run: bool,
+    policy_paths: &[PathBuf],
+    audit: Option<PathBuf>,
+    config: Option<&std::path::Path>,
+    json: bool,
+    all: bool,
+) -> ExitCode {
+    use tollgate::commands::replay;
+    if !dry_run {
+        eprintln!(
+            "tollgate: sessions replay only re-evaluates recorded calls (--dry-run); sending them to upstreams again \
+             is not supported (the log keeps only redacted arguments, and re-running writes is not safe)"
+        );
+        return ExitCode::from(2);
+    }
+    let file = match audit_file(audit, config) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    let policy = if !policy_paths.is_empty() {
+        tollgate::commands::policy::load(policy_paths)
+    } else if let Some(path) = config {
+        let config = match load(path) {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
+        match config.policy.resolved_dir(&config.base_dir) {
+            Some(dir) => tollgate::policy::Policy::load_dir(&dir),
+            None => Ok(tollgate::policy::Policy::annotations_only(config.policy.allow_writes)),
+        }
+    } else {
+        eprintln!("tollgate: give the policy to decide by with --policy DIR, or the gateway's --config FILE");
+        return ExitCode::from(2);
+    };
+    let policy = match policy {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("tollgate: invalid policy: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    finish(replay::replay(&file, id, &policy).map(|report| {
+        if json {
+            format!("{}\n", serde_json::to_string_pretty(&report).unwrap_or_default())
+        } else {
+            replay::render(&report, all)
         }
     }))
 }
