@@ -5,6 +5,7 @@ mod support;
 
 mod cli;
 mod conformance;
+mod cost;
 mod errors;
 mod fidelity;
 mod generations;
