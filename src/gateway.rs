@@ -113,6 +113,7 @@ fn shared(
             ),
             None => StateKey::random(),
         },
+        cost: Arc::new(crate::cost::CostModel::from_config(&config.cost).map_err(|e| anyhow::anyhow!(e))?),
     }))
 }
 

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod commands;
 pub mod config;
+pub mod cost;
 pub mod error;
 pub mod gateway;
 pub mod jsonrpc;

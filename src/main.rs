@@ -74,6 +74,25 @@ enum Command {
         #[command(subcommand)]
         command: AuthCommand,
     },
+    /// Calls, bytes, estimated tokens and cost per principal (or upstream, or tool) over a time
+    /// window, from the audit log (durable and complete, unlike the store's expiring sessions).
+    Usage {
+        /// Start of the window: a duration back from now (24h, 30m, 7d, 1h30m) or an RFC 3339 UTC time.
+        #[arg(long, default_value = "24h")]
+        since: String,
+        /// Group rows by one or more of principal, upstream, tool (comma-separated).
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "principal")]
+        by: Vec<tollgate::commands::usage::GroupBy>,
+        /// The audit log (default: the config's audit.file).
+        #[arg(long)]
+        audit: Option<PathBuf>,
+        /// The gateway's config file, for audit.file.
+        #[arg(long, short, env = "TOLLGATE_CONFIG")]
+        config: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Calls waiting for a person (through the admin API): list, approve, deny.
     Approvals {
         #[command(flatten)]
@@ -110,6 +129,24 @@ enum SessionsCommand {
     Resume { id: String },
     /// End the session: cancel in-flight calls, close its upstream sessions, refuse its id.
     Stop { id: String },
+    /// Re-decide the session's recorded calls (from the audit log) under the current policy and
+    /// show what would now be decided differently. Offline: needs --dry-run; nothing is sent.
+    Replay {
+        /// The session id or its handle as audit records show it.
+        id: String,
+        /// Required: only re-evaluate (replaying calls for real is not supported).
+        #[arg(long)]
+        dry_run: bool,
+        /// Policy directory or files to decide by (default: the config's policy).
+        #[arg(long = "policy")]
+        policy: Vec<PathBuf>,
+        /// The audit log (default: the config's audit.file).
+        #[arg(long)]
+        audit: Option<PathBuf>,
+        /// List every call, not only those decided differently.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -160,6 +197,33 @@ enum AuditCommand {
         file: PathBuf,
         #[arg(long)]
         session: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Why did this call happen? Its whole chain from the log: client, principal, session, the
+    /// request's id and _meta, every policy decision and rule, approval, upstream, timing,
+    /// outcome, size, redactions, cost, and the hash chain's state around it.
+    Explain {
+        file: PathBuf,
+        /// The session (its id or handle).
+        #[arg(long)]
+        session: Option<String>,
+        /// The Nth tool call of the session (1-based, in log order).
+        #[arg(long, requires = "session")]
+        call: Option<usize>,
+        /// Calls to this upstream.
+        #[arg(long)]
+        upstream: Option<String>,
+        /// Calls of this tool (namespaced or the upstream's own name).
+        #[arg(long)]
+        tool: Option<String>,
+        /// Calls whose redacted arguments mention this file path.
+        #[arg(long)]
+        path: Option<String>,
+        /// Only the newest matching call.
+        #[arg(long)]
+        last: bool,
+        /// JSON (an array of calls) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -271,6 +335,9 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy { command } => Ok(policy_command(command)),
+        Command::Usage { since, by, audit, config, json } => {
+            Ok(usage_command(&since, &by, audit, config.as_deref(), json))
+        }
         Command::Sessions { admin, command } => {
             use tollgate::commands::admin_client::{SessionsAction, sessions};
             let action = match command {
@@ -279,6 +346,10 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 SessionsCommand::Pause { id } => SessionsAction::Steer(id, "pause"),
                 SessionsCommand::Resume { id } => SessionsAction::Steer(id, "resume"),
                 SessionsCommand::Stop { id } => SessionsAction::Steer(id, "stop"),
+                // Offline: reads the audit log, not the admin API.
+                SessionsCommand::Replay { id, dry_run, policy, audit, all } => {
+                    return Ok(replay_command(&id, dry_run, &policy, audit, admin.config.as_deref(), admin.json, all));
+                }
             };
             let json = admin.json;
             Ok(admin_command(&runtime, admin, |target| async move { sessions(&target, action, json).await }))
@@ -426,5 +497,129 @@ fn audit_command(command: AuditCommand) -> ExitCode {
         },
         AuditCommand::Tail { file, lines, json } => print(read::tail(&file, lines), json),
         AuditCommand::Show { file, session, json } => print(read::by_session(&file, &session), json),
+        AuditCommand::Explain { file, session, call, upstream, tool, path, last, json } => {
+            use tollgate::commands::explain::{Selector, explain};
+            let selector = Selector { session, call, upstream, tool, path, last };
+            if selector.session.is_none()
+                && selector.upstream.is_none()
+                && selector.tool.is_none()
+                && selector.path.is_none()
+            {
+                eprintln!("tollgate: choose calls with --session S [--call N], --upstream U --tool T, or --path P");
+                return ExitCode::from(2);
+            }
+            finish(explain(&file, &selector, json))
+        }
     }
+}
+
+/// Prints a command's output, or its error (exit 1).
+fn finish(result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tollgate: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The audit log to read: `--audit`, else the config's `audit.file`.
+fn audit_file(audit: Option<PathBuf>, config: Option<&std::path::Path>) -> Result<PathBuf, ExitCode> {
+    if let Some(path) = audit {
+        return Ok(path);
+    }
+    let Some(config) = config else {
+        eprintln!("tollgate: give the audit log with --audit FILE, or the gateway's --config FILE");
+        return Err(ExitCode::from(2));
+    };
+    let config = load(config)?;
+    config.audit.resolved_file(&config.base_dir).ok_or_else(|| {
+        eprintln!("tollgate: the config has no [audit] file; give the log with --audit FILE");
+        ExitCode::from(2)
+    })
+}
+
+fn usage_command(
+    since: &str,
+    by: &[tollgate::commands::usage::GroupBy],
+    audit: Option<PathBuf>,
+    config: Option<&std::path::Path>,
+    json: bool,
+) -> ExitCode {
+    use tollgate::commands::usage;
+    let file = match audit_file(audit, config) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    let now = tollgate::session::store::now_ms();
+    let since = match usage::parse_since(since, now) {
+        Ok(ms) => ms,
+        Err(e) => {
+            eprintln!("tollgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    finish(usage::summarise(&file, since, now, by).map(|report| {
+        if json {
+            format!("{}\n", serde_json::to_string_pretty(&report).unwrap_or_default())
+        } else {
+            usage::render(&report)
+        }
+    }))
+}
+
+fn replay_command(
+    id: &str,
+    dry_run: bool,
+    policy_paths: &[PathBuf],
+    audit: Option<PathBuf>,
+    config: Option<&std::path::Path>,
+    json: bool,
+    all: bool,
+) -> ExitCode {
+    use tollgate::commands::replay;
+    if !dry_run {
+        eprintln!(
+            "tollgate: sessions replay only re-evaluates recorded calls (--dry-run); sending them to upstreams again \
+             is not supported (the log keeps only redacted arguments, and re-running writes is not safe)"
+        );
+        return ExitCode::from(2);
+    }
+    let file = match audit_file(audit, config) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    let policy = if !policy_paths.is_empty() {
+        tollgate::commands::policy::load(policy_paths)
+    } else if let Some(path) = config {
+        let config = match load(path) {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
+        match config.policy.resolved_dir(&config.base_dir) {
+            Some(dir) => tollgate::policy::Policy::load_dir(&dir),
+            None => Ok(tollgate::policy::Policy::annotations_only(config.policy.allow_writes)),
+        }
+    } else {
+        eprintln!("tollgate: give the policy to decide by with --policy DIR, or the gateway's --config FILE");
+        return ExitCode::from(2);
+    };
+    let policy = match policy {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("tollgate: invalid policy: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    finish(replay::replay(&file, id, &policy).map(|report| {
+        if json {
+            format!("{}\n", serde_json::to_string_pretty(&report).unwrap_or_default())
+        } else {
+            replay::render(&report, all)
+        }
+    }))
 }

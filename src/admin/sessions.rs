@@ -42,7 +42,16 @@ pub async fn show(State(state): State<Arc<AdminState>>, Path(id): Path<String>) 
         Err(e) => return unavailable(e),
     };
     let here = state.registry.local(&id).map(|s| json!({ "in_flight": s.in_flight() }));
-    Json(json!({ "session": record, "history": history, "pending_approvals": approvals, "here": here })).into_response()
+    // Costs are micro-units of this gateway's configured currency.
+    let currency = state.registry.shared().cost.currency();
+    Json(json!({
+        "session": record,
+        "history": history,
+        "pending_approvals": approvals,
+        "here": here,
+        "currency": currency,
+    }))
+    .into_response()
 }
 
 pub async fn steer(State(state): State<Arc<AdminState>>, Path((id, action)): Path<(String, String)>) -> Response {

@@ -10,6 +10,7 @@
 //! and reordering inside the log, not a truncated tail nor a rewrite of the whole chain by
 //! someone who can write the file (keyed chains and signed checkpoints are future work).
 
+pub mod calls;
 pub mod read;
 pub mod sink;
 
@@ -34,6 +35,9 @@ pub struct AuditRecord {
     pub session: String,
     /// Who the call is attributed to (authenticated identity, or the local user for stdio).
     pub principal: String,
+    /// The roles the call was decided with (from the verified credentials).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
     /// The client's self-reported `clientInfo` ({name, version}); untrusted, for attribution only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client: Option<Value>,
@@ -89,6 +93,36 @@ pub struct AuditRecord {
     /// Hash of the compiled policy that decided the call.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_version: Option<String>,
+    /// Random per call: links its "admitted" record to its "completed" one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<String>,
+    /// Whether policy classified the tool as writing, and the tool's own `readOnlyHint`
+    /// annotation (what `tollgate sessions replay` classifies it from again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writes: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only_hint: Option<bool>,
+    /// Every decision taken on the call, in layer order; `rule` above is the deciding one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trail: Vec<crate::policy::trail::TrailStep>,
+    /// Bytes and estimated tokens of the client's `arguments` and of the reply's `result`/`error`
+    /// (see `crate::cost`; `result_bytes` is the whole reply). On the call's last record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_in: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_out: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_in: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_out: Option<u64>,
+    /// What the call cost, in micro-units of `currency`, and the price that applied
+    /// (`cost.price[N]`); present only when a price matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_micros: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<String>,
     /// `hash` of the previous record in the log (`GENESIS` for the first); filled by the sink.
     #[serde(default)]
     pub prev: String,
@@ -190,7 +224,15 @@ pub fn cap(value: &Value, max: usize) -> Value {
 /// RFC 3339 UTC with microseconds, from the system clock.
 pub fn now_rfc3339() -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let secs = now.as_secs() as i64;
+    format_rfc3339(now.as_secs() as i64, now.subsec_micros())
+}
+
+/// RFC 3339 UTC with microseconds for a time in milliseconds since the Unix epoch.
+pub fn rfc3339_from_ms(ms: u64) -> String {
+    format_rfc3339((ms / 1000) as i64, (ms % 1000) as u32 * 1000)
+}
+
+fn format_rfc3339(secs: i64, micros: u32) -> String {
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days + 719_468;
@@ -202,13 +244,56 @@ pub fn now_rfc3339() -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        now.subsec_micros()
-    )
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Milliseconds since the Unix epoch of an RFC 3339 UTC time as records carry it
+/// (`2025-01-02T03:04:05.123456Z`; fraction optional, `Z` or `+00:00`). None for anything else,
+/// including times before 1970: record times are evidence and are not guessed at.
+pub fn parse_rfc3339_ms(ts: &str) -> Option<u64> {
+    parse_rfc3339_us(ts).map(|us| us / 1000)
+}
+
+/// [`parse_rfc3339_ms`] in microseconds (the precision records are written with).
+pub fn parse_rfc3339_us(ts: &str) -> Option<u64> {
+    let b = ts.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let s = ts.get(r)?;
+        s.bytes().all(|c| c.is_ascii_digit()).then(|| s.parse().ok())?
+    };
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let mut rest = &ts[19..];
+    let mut micros = 0i64;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        // Six places: the first six digits, padded; finer digits are dropped.
+        let first6: String = frac[..digits].chars().chain("000000".chars()).take(6).collect();
+        micros = first6.parse().ok()?;
+        rest = &frac[digits..];
+    }
+    if !matches!(rest, "Z" | "z" | "+00:00") {
+        return None;
+    }
+    // Days since 1970-01-01 from a civil date (the inverse of `format_rfc3339`).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let us = (days * 86_400 + hour * 3600 + minute * 60 + second).checked_mul(1_000_000)?.checked_add(micros)?;
+    u64::try_from(us).ok()
 }
 
 /// Short name of a call's outcome, as audit records and session histories show it.
@@ -247,6 +332,28 @@ mod tests {
         let t = now_rfc3339();
         assert_eq!(t.len(), 27, "{t}");
         assert!(t.starts_with("20") && t.ends_with('Z'));
+    }
+
+    #[test]
+    fn times_parse_back() {
+        assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339_ms("2000-03-01T00:00:01.5Z"), Some(951_868_801_500));
+        assert_eq!(rfc3339_from_ms(951_868_801_500), "2000-03-01T00:00:01.500000Z");
+        for ms in [0, 86_399_999, 951_782_400_000, 1_709_251_199_123, 4_102_444_800_000] {
+            assert_eq!(parse_rfc3339_ms(&rfc3339_from_ms(ms)), Some(ms));
+        }
+        let now = now_rfc3339();
+        let parsed = parse_rfc3339_ms(&now).unwrap();
+        assert!(crate::session::store::now_ms().abs_diff(parsed) < 60_000, "{now}");
+        for bad in ["", "yesterday", "2025-13-01T00:00:00Z", "2025-01-01T00:00:00", "2025-01-01T00:00:00+02:00"] {
+            assert_eq!(parse_rfc3339_ms(bad), None, "{bad}");
+        }
+        assert_eq!(parse_rfc3339_ms("1969-12-31T23:59:59Z"), None);
+        assert_eq!(parse_rfc3339_ms("2025-01-01T00:00:00.Z"), None);
+        assert_eq!(parse_rfc3339_us("1970-01-01T00:00:01.000002Z"), Some(1_000_002));
+        assert_eq!(parse_rfc3339_us("1970-01-01T00:00:01.0000029Z"), Some(1_000_002));
+        assert_eq!(parse_rfc3339_us("9999999-01-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339_ms("２025-01-01T00:00:00Z"), None, "no panic on multi-byte text");
     }
 
     fn arb_json() -> impl proptest::strategy::Strategy<Value = Value> {

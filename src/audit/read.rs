@@ -149,6 +149,80 @@ impl Chain {
     }
 }
 
+/// One record and where it is in the log.
+#[derive(Debug, Clone)]
+pub struct Located {
+    pub file: PathBuf,
+    /// 1-based line number in `file`.
+    pub line: usize,
+    pub record: AuditRecord,
+}
+
+impl Located {
+    /// `audit.jsonl.2:17`: the file's name and the line.
+    pub fn at(&self) -> String {
+        let name = self.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        format!("{name}:{}", self.line)
+    }
+}
+
+/// Every record of `files` that can be read, with where it is, for tools that should still
+/// answer about a damaged log (`audit explain`, `usage`, `sessions replay`); what could not be
+/// read is listed in the second value (`file:line: why`), never skipped silently.
+pub fn located_in(files: &[PathBuf]) -> (Vec<Located>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for file in files {
+        match lines(file) {
+            Ok(lines) => {
+                for (n, line) in lines {
+                    match parse(file, n, &line) {
+                        Ok(record) => out.push(Located { file: file.clone(), line: n, record }),
+                        Err(e) => problems.push(e),
+                    }
+                }
+            }
+            Err(e) => problems.push(e),
+        }
+    }
+    (out, problems)
+}
+
+/// How far a chain verifies: the intact prefix, and what broke it (if anything did).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChainStatus {
+    /// The records verified before the first problem (all of them when `broken` is None).
+    pub verified: VerifyReport,
+    /// The first problem, as [`verify_files`] words it.
+    pub broken: Option<String>,
+}
+
+/// [`verify_files`], also answering how much of the chain holds when it does not.
+pub fn verify_prefix(files: &[PathBuf]) -> ChainStatus {
+    let mut chain = Chain::new();
+    let mut broken = None;
+    'files: for file in files {
+        match lines(file) {
+            Ok(lines) => {
+                for (n, line) in lines {
+                    if let Err(e) = chain.check(&format!("{}:{n}", file.display()), &line) {
+                        broken = Some(e);
+                        break 'files;
+                    }
+                }
+            }
+            Err(e) => {
+                broken = Some(e);
+                break;
+            }
+        }
+    }
+    if files.is_empty() {
+        broken = Some("no audit log files".into());
+    }
+    ChainStatus { verified: chain.report(files.len()), broken }
+}
+
 /// Verifies one chain spread over `files`, oldest first (see [`files_in_order`]): every
 /// record's hash matches its content ("edited"), `seq` goes up by exactly one ("deleted or
 /// reordered (seq gap)"), and every `prev` is the previous record's hash ("chain broken"). The
@@ -159,16 +233,11 @@ impl Chain {
 /// someone who can write the files; keep `VerifyReport::last_hash` elsewhere, or wait for
 /// signed checkpoints (future work).
 pub fn verify_files(files: &[PathBuf]) -> Result<VerifyReport, String> {
-    if files.is_empty() {
-        return Err("no audit log files".into());
+    let status = verify_prefix(files);
+    match status.broken {
+        None => Ok(status.verified),
+        Some(e) => Err(e),
     }
-    let mut chain = Chain::new();
-    for file in files {
-        for (n, line) in lines(file)? {
-            chain.check(&format!("{}:{n}", file.display()), &line)?;
-        }
-    }
-    Ok(chain.report(files.len()))
 }
 
 /// [`verify_files`] over the log at `path` and its rotated files.
@@ -228,7 +297,7 @@ pub fn by_session(path: &Path, session: &str) -> Result<Vec<AuditRecord>, String
 /// At most `max` characters of `s`, with control characters, bidi overrides and invisible
 /// format characters escaped, so a tool name or rule id from the log cannot move the cursor,
 /// recolour the terminal or fake a second line.
-fn printable(s: &str, max: usize) -> String {
+pub fn printable(s: &str, max: usize) -> String {
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
         if i == max {

@@ -124,14 +124,16 @@ pub async fn sessions(target: &AdminTarget, action: SessionsAction, json: bool) 
                 field(s, "/client/client_info/version"),
                 field(s, "/client/version")
             ));
+            let currency = value.get("currency").and_then(Value::as_str).unwrap_or("");
             out.push_str(&format!(
-                "usage      calls={} denied={} bytes in/out={}/{} est. tokens in/out={}/{}\n",
+                "usage      calls={} denied={} bytes in/out={}/{} est. tokens in/out={}/{} cost={} {currency}\n",
                 num(s, "/usage/calls"),
                 num(s, "/usage/denied"),
                 num(s, "/usage/bytes_in"),
                 num(s, "/usage/bytes_out"),
                 num(s, "/usage/tokens_in"),
-                num(s, "/usage/tokens_out")
+                num(s, "/usage/tokens_out"),
+                crate::cost::format_micros(num(s, "/usage/cost_micros")),
             ));
             out.push_str(&format!(
                 "created    {}\nlast seen  {}\n",
@@ -144,14 +146,17 @@ pub async fn sessions(target: &AdminTarget, action: SessionsAction, json: bool) 
                     out.push_str(&format!("  {}  {} ({})\n", field(a, "/id"), field(a, "/tool"), field(a, "/rule")));
                 }
             }
-            out.push_str("recent calls (newest first):\n");
+            out.push_str("recent calls (newest first; est. tokens in/out, cost):\n");
             for c in value["history"].as_array().cloned().unwrap_or_default() {
                 out.push_str(&format!(
-                    "  {:>8}  {:<30}  {:<12}  {:>6} ms  {}\n",
+                    "  {:>8}  {:<30}  {:<12}  {:>6} ms  {:>6}/{:<6}  {}  {}\n",
                     ago(num(&c, "/at_ms")),
                     field(&c, "/tool"),
                     field(&c, "/outcome"),
                     num(&c, "/latency_ms"),
+                    num(&c, "/tokens_in"),
+                    num(&c, "/tokens_out"),
+                    crate::cost::format_micros(num(&c, "/cost_micros")),
                     field(&c, "/rule"),
                 ));
             }

@@ -3,10 +3,12 @@
 //! Errors name the file, the key and what to change: a bad file stops startup.
 
 pub mod auth;
+pub mod cost;
 pub mod memory;
 pub mod state;
 
 pub use auth::{AuthConfig, AuthMode};
+pub use cost::{CostConfig, PriceConfig};
 pub use memory::{Builtin, MemoryConfig};
 use serde::Deserialize;
 pub use state::{AdminConfig, ApprovalsConfig, SessionsConfig, StoreBackend, StoreConfig};
@@ -44,6 +46,9 @@ pub struct Config {
     /// Who may use the HTTP endpoint. Without this section only a loopback listener starts, and
     /// then without authentication (local development).
     pub auth: Option<AuthConfig>,
+    /// Token estimate and prices for cost attribution.
+    #[serde(default)]
+    pub cost: CostConfig,
     /// Directory of the config file; relative paths in it resolve from here.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -322,6 +327,7 @@ impl Config {
         if let Some(auth) = &self.auth {
             auth.validate()?;
         }
+        self.cost.validate()?;
         let mut names = std::collections::HashSet::new();
         let mut prefixes = std::collections::HashSet::new();
         for (i, u) in self.upstreams.iter().enumerate() {

@@ -7,9 +7,11 @@
 
 use crate::audit::sink::AuditLog;
 use crate::audit::{self, AuditRecord};
+use crate::cost::{CallCost, CostModel, Measure};
 use crate::error::Error;
 use crate::jsonrpc::Frame;
 use crate::policy::stack::ToolCall;
+use crate::policy::trail::Trail;
 use futures::future::{BoxFuture, FutureExt};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,7 +58,7 @@ impl Admission {
         let (writes, _) = call.policy.writes(&call.roles, &call.upstream, &call.tool);
         let mut record = self.base.clone();
         record.phase = "admitted".into();
-        fill_decision(&mut record, call);
+        fill_decision(&mut record, &call.trail, call.policy.dry_run(&call.roles, &call.upstream));
         self.log.append(record, writes).await.map_err(audit_unavailable)?;
         self.admitted.store(true, Ordering::Release);
         Ok(())
@@ -68,16 +70,30 @@ fn audit_unavailable(reason: String) -> Error {
     Error::AuditUnavailable(reason)
 }
 
-fn fill_decision(record: &mut AuditRecord, call_trail: &ToolCall) {
-    let trail = &call_trail.trail;
+/// The decisions so far: the deciding one, every step, the approval.
+fn fill_decision(record: &mut AuditRecord, trail: &Trail, dry_run: bool) {
     record.approval = trail.approval();
-    record.dry_run = call_trail.policy.dry_run(&call_trail.roles, &call_trail.upstream);
+    record.dry_run = dry_run;
     match trail.deciding() {
         Some(d) => {
             record.decision = d.decision.to_string();
             record.rule = Some(d.rule);
         }
         None => record.decision = "allow".into(),
+    }
+    record.trail = trail.steps();
+}
+
+/// The call's figures; cost and currency only when a price matched.
+fn fill_cost(record: &mut AuditRecord, cost: &CallCost, currency: &str) {
+    record.bytes_in = Some(cost.bytes_in);
+    record.bytes_out = Some(cost.bytes_out);
+    record.tokens_in = Some(cost.tokens_in);
+    record.tokens_out = Some(cost.tokens_out);
+    if let Some(price) = cost.price_key() {
+        record.cost_micros = Some(cost.cost_micros);
+        record.currency = Some(currency.to_string());
+        record.price = Some(price);
     }
 }
 
@@ -90,6 +106,7 @@ fn base_record(call: &ToolCall) -> AuditRecord {
     AuditRecord {
         session: audit::session_handle(&call.session.id),
         principal: call.session.principal().to_string(),
+        roles: call.roles.to_vec(),
         client: call.session.client_hello().map(|c| c.client_info),
         upstream: call.upstream.clone(),
         tool: call.public_name.clone(),
@@ -101,6 +118,9 @@ fn base_record(call: &ToolCall) -> AuditRecord {
         args_redacted: Some(audit::cap(&args, ARGS_PREVIEW_BYTES)),
         tool_digest: Some(call.tool.digest.clone()).filter(|d| !d.is_empty()),
         policy_version: Some(call.policy.version.clone()),
+        call_id: Some(crate::session::store::new_id()[..16].to_string()),
+        writes: Some(call.policy.writes(&call.roles, &call.upstream, &call.tool).0),
+        read_only_hint: call.tool.read_only_hint,
         ..Default::default()
     }
 }
@@ -111,6 +131,11 @@ struct Completion {
     record: Option<AuditRecord>,
     admission: Arc<Admission>,
     started: Instant,
+    /// What a cancelled call's record needs from the call (which has moved on by then).
+    trail: Arc<Trail>,
+    costs: Arc<CostModel>,
+    upstream_tool: String,
+    input: Measure,
 }
 
 impl Completion {
@@ -138,6 +163,18 @@ impl Drop for Completion {
             record.phase = if self.admission.admitted.load(Ordering::Acquire) { "completed" } else { "denied" }.into();
             record.outcome = Some("cancelled".into());
             record.latency_us = Some(self.started.elapsed().as_micros() as u64);
+            let dry_run = record.dry_run;
+            fill_decision(&mut record, &self.trail, dry_run);
+            let cost = self.trail.cost_or_init(|| {
+                self.costs.call_cost(
+                    &record.upstream,
+                    &self.upstream_tool,
+                    self.input,
+                    Measure::default(),
+                    self.trail.forwarded(),
+                )
+            });
+            fill_cost(&mut record, &cost, self.costs.currency());
             let log = self.log.clone();
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 rt.spawn(async move {
@@ -165,28 +202,33 @@ where
 
     fn call(&mut self, mut call: ToolCall) -> Self::Future {
         let Some(log) = self.log.clone() else { return self.inner.call(call).boxed() };
-        let base = base_record(&call);
+        let mut base = base_record(&call);
+        base.dry_run = call.policy.dry_run(&call.roles, &call.upstream);
         let admission = Arc::new(Admission { log: log.clone(), base: base.clone(), admitted: AtomicBool::new(false) });
         call.admission = Some(admission.clone());
         let policy = call.policy.clone();
         let trail = call.trail.clone();
         let upstream = call.upstream.clone();
         let roles = call.roles.clone();
-        let mut completion = Completion { log: log.clone(), record: Some(base), admission, started: Instant::now() };
+        let mut completion = Completion {
+            log: log.clone(),
+            record: Some(base),
+            admission,
+            started: Instant::now(),
+            trail: trail.clone(),
+            costs: call.session.shared().cost.clone(),
+            upstream_tool: call.tool.name.clone(),
+            input: call.input,
+        };
         let inner = self.inner.call(call);
         async move {
             let outcome = inner.await;
+            let cost =
+                completion.costs.settle(&trail, &upstream, &completion.upstream_tool, completion.input, &outcome);
             let Some(mut record) = completion.finish(&outcome) else { return outcome };
-            record.dry_run = policy.dry_run(&roles, &upstream);
-            match trail.deciding() {
-                Some(d) => {
-                    record.decision = d.decision.to_string();
-                    record.rule = Some(d.rule);
-                }
-                None => record.decision = "allow".into(),
-            }
+            fill_decision(&mut record, &trail, policy.dry_run(&roles, &upstream));
+            fill_cost(&mut record, &cost, completion.costs.currency());
             record.redactions = Some(trail.redactions());
-            record.approval = trail.approval();
             log.append(record, false).await.map_err(audit_unavailable)?;
             outcome
         }
@@ -230,5 +272,18 @@ mod tests {
         assert_eq!(records[2].rule.as_deref(), Some("default:read-only"));
         assert_eq!(records[2].error_code, Some(-31002));
         assert!(crate::audit::read::verify(&path).is_ok());
+
+        // One call id links a call's records; the trail, the classification and the figures are kept.
+        assert_eq!(records[0].call_id, records[1].call_id);
+        assert_ne!(records[1].call_id, records[2].call_id);
+        let layers: Vec<(&str, &str, &str)> =
+            records[2].trail.iter().map(|t| (t.layer.as_str(), t.decision.as_str(), t.rule.as_str())).collect();
+        assert_eq!(layers, [("read_only", "deny", "default:read-only")]);
+        assert_eq!((records[1].writes, records[1].read_only_hint), (Some(false), Some(true)));
+        assert_eq!((records[2].writes, records[2].read_only_hint), (Some(true), Some(false)));
+        // `{"content":[{"type":"text","text":"ok"}]}` is 41 bytes: 11 tokens at 4 bytes each.
+        assert_eq!((records[1].tokens_in, records[1].tokens_out), (Some(0), Some(11)));
+        assert_eq!(records[2].tokens_out, Some(0), "a gateway error carries nothing of the upstream's");
+        assert_eq!(records[1].cost_micros, None, "no price configured");
     }
 }

@@ -38,6 +38,7 @@ pub fn call_with(policy: &Policy, tool: ToolDefinition, args: Value) -> ToolCall
         frame: Frame::parse(jsonrpc::request("1", "tools/call", Some(&params.to_string()))).unwrap(),
         related: None,
         admission: None,
+        input: Default::default(),
     }
 }
 

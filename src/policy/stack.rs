@@ -49,6 +49,8 @@ pub struct ToolCall {
     pub related: Option<RelatedSink>,
     /// Set by the audit layer: the admission record is written just before the upstream hop.
     pub admission: Option<Arc<Admission>>,
+    /// Size and estimated tokens of the client's `arguments` (see `crate::cost`).
+    pub input: crate::cost::Measure,
 }
 
 impl ToolCall {
@@ -125,6 +127,8 @@ impl Service<ToolCall> for ForwardToUpstream {
             if let Some(admission) = &call.admission {
                 admission.admit(&call).await?;
             }
+            // From here the upstream may act on the call, so its price applies.
+            call.trail.mark_forwarded();
             call.session.forward_to(call.slot, &call.frame, call.related).await
         })
     }
@@ -150,6 +154,7 @@ impl Service<ToolCall> for ForwardToUpstreamForTests {
             if let Some(admission) = &call.admission {
                 admission.admit(&call).await?;
             }
+            call.trail.mark_forwarded();
             Ok(Frame::parse(jsonrpc::result("1", r#"{"content":[{"type":"text","text":"ok"}]}"#)).expect("valid"))
         })
     }

@@ -1,7 +1,10 @@
-//! The decisions taken on one call, in layer order, for the audit record.
+//! The decisions taken on one call, in layer order, and its cost figures once settled: what the
+//! audit record (and, for the figures, the session's usage and later metrics) reads.
 
 use super::Decision;
-use std::sync::Mutex;
+use crate::cost::CallCost;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrailEntry {
@@ -22,12 +25,36 @@ pub struct ApprovalTrail {
     pub at_ms: u64,
 }
 
+/// One entry of the trail as the audit record keeps it: which layer, what it decided, by which
+/// rule (the reason is left out: it repeats the rule in words and can be long).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TrailStep {
+    pub layer: String,
+    pub decision: String,
+    pub rule: String,
+}
+
+impl From<&TrailEntry> for TrailStep {
+    fn from(e: &TrailEntry) -> Self {
+        TrailStep { layer: e.layer.into(), decision: e.decision.into(), rule: e.rule.clone() }
+    }
+}
+
 #[derive(Debug, Default)]
-pub struct Trail(Mutex<Vec<TrailEntry>>, std::sync::atomic::AtomicUsize, Mutex<Option<ApprovalTrail>>);
+pub struct Trail {
+    entries: Mutex<Vec<TrailEntry>>,
+    redactions: AtomicUsize,
+    approval: Mutex<Option<ApprovalTrail>>,
+    /// The call went to its upstream (after its admission record): what makes it chargeable.
+    forwarded: AtomicBool,
+    /// The call's figures, computed once by whoever needs them first (audit layer or session),
+    /// so the audit record and the session's usage can never disagree.
+    cost: OnceLock<CallCost>,
+}
 
 impl Trail {
     pub fn record(&self, layer: &'static str, decision: &'static str, d: &Decision) {
-        self.0.lock().expect("trail lock").push(TrailEntry {
+        self.entries.lock().expect("trail lock").push(TrailEntry {
             layer,
             decision,
             rule: d.rule.clone(),
@@ -36,24 +63,42 @@ impl Trail {
     }
     /// Counts what redaction removed from this call's output.
     pub fn add_redactions(&self, n: usize) {
-        self.1.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        self.redactions.fetch_add(n, Ordering::Relaxed);
     }
     pub fn redactions(&self) -> usize {
-        self.1.load(std::sync::atomic::Ordering::Relaxed)
+        self.redactions.load(Ordering::Relaxed)
     }
     pub fn set_approval(&self, approval: ApprovalTrail) {
-        *self.2.lock().expect("trail lock") = Some(approval);
+        *self.approval.lock().expect("trail lock") = Some(approval);
     }
     pub fn approval(&self) -> Option<ApprovalTrail> {
-        self.2.lock().expect("trail lock").clone()
+        self.approval.lock().expect("trail lock").clone()
     }
     pub fn entries(&self) -> Vec<TrailEntry> {
-        self.0.lock().expect("trail lock").clone()
+        self.entries.lock().expect("trail lock").clone()
+    }
+    /// The entries in their audit form.
+    pub fn steps(&self) -> Vec<TrailStep> {
+        self.entries.lock().expect("trail lock").iter().map(TrailStep::from).collect()
     }
     /// The entry that decided the call: the first denial (real or dry-run), else the first
     /// allow (the allowlist rule that let the tool be called at all).
     pub fn deciding(&self) -> Option<TrailEntry> {
         let entries = self.entries();
         entries.iter().find(|e| e.decision != "allow").or_else(|| entries.first()).cloned()
+    }
+    pub fn mark_forwarded(&self) {
+        self.forwarded.store(true, Ordering::Release);
+    }
+    pub fn forwarded(&self) -> bool {
+        self.forwarded.load(Ordering::Acquire)
+    }
+    /// The call's figures: computed by `compute` the first time, the same answer afterwards.
+    pub fn cost_or_init(&self, compute: impl FnOnce() -> CallCost) -> CallCost {
+        self.cost.get_or_init(compute).clone()
+    }
+    /// The call's figures once counted (the hook for metrics).
+    pub fn cost(&self) -> Option<&CallCost> {
+        self.cost.get()
     }
 }

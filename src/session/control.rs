@@ -15,12 +15,6 @@ use std::time::{Duration, Instant};
 /// How often a held call re-reads a state that another replica may change.
 const POLL: Duration = Duration::from_millis(200);
 
-/// Estimated tokens for a payload of `bytes` bytes of JSON: about four bytes per token, the
-/// usual rule of thumb for English text and JSON under BPE tokenizers.
-pub fn estimate_tokens(bytes: usize) -> u64 {
-    bytes.div_ceil(4) as u64
-}
-
 impl Session {
     /// The record the store keeps for this session (usage is added separately, atomically).
     pub fn record(&self) -> SessionRecord {
@@ -166,17 +160,19 @@ impl Session {
         self.stopped.load(Ordering::Acquire)
     }
 
-    /// Counts one finished tool call and adds it to the recent history, off the request path:
-    /// calls are gathered for [`BOOKKEEPING_EVERY`] and written in one go, so a busy session
-    /// costs the store a few writes per interval rather than two per call.
-    pub fn record_call(&self, summary: CallSummary, bytes_in: usize) {
+    /// Counts one finished tool call (its figures come from `crate::cost`, the same ones its
+    /// audit record carries) and adds it to the recent history, off the request path: calls are
+    /// gathered for [`BOOKKEEPING_EVERY`] and written in one go, so a busy session costs the
+    /// store a few writes per interval rather than two per call.
+    pub fn record_call(&self, summary: CallSummary) {
         let usage = Usage {
             calls: 1,
             denied: u64::from(summary.outcome == "denied"),
-            bytes_in: bytes_in as u64,
+            bytes_in: summary.bytes_in,
             bytes_out: summary.bytes_out,
-            tokens_in: estimate_tokens(bytes_in),
-            tokens_out: estimate_tokens(summary.bytes_out as usize),
+            tokens_in: summary.tokens_in,
+            tokens_out: summary.tokens_out,
+            cost_micros: summary.cost_micros,
         };
         let cap = self.shared.sessions.history_len;
         let mut pending = self.bookkeeping.lock().expect("bookkeeping lock");

@@ -65,6 +65,8 @@ pub struct Shared {
     pub decisions: approvals::Decisions,
     /// Signs the `requestState` of approvals asked through `input_required`.
     pub state_key: request_state::StateKey,
+    /// Measures and prices tool calls (`[cost]`).
+    pub cost: Arc<crate::cost::CostModel>,
 }
 
 impl Shared {
@@ -87,6 +89,7 @@ impl Shared {
             approvals: ApprovalsConfig::default(),
             decisions: Default::default(),
             state_key: request_state::StateKey::random(),
+            cost: Default::default(),
         }
     }
 }
@@ -460,6 +463,8 @@ impl Session {
                 let upstream = self.slots[route.slot].config.name.clone();
                 let policy = self.shared.policy.load();
                 let source_rule = policy.untrusted_source(roles, &upstream, &route.original);
+                let tool_name = tool.name.clone();
+                let input = self.shared.cost.measure(crate::cost::arguments_text(frame));
                 let call = ToolCall {
                     session: self.me.upgrade().ok_or(Error::ShuttingDown)?,
                     slot: route.slot,
@@ -473,11 +478,13 @@ impl Session {
                     frame: upstream_frame,
                     related,
                     admission: None,
+                    input,
                 };
                 let started = Instant::now();
                 let result = self.shared.tool_stack.clone().oneshot(call).await;
                 let deciding = trail.deciding();
                 let denied = deciding.as_ref().is_some_and(|d| d.decision == "deny");
+                let cost = self.shared.cost.settle(&trail, &upstream, &tool_name, input, &result);
                 let summary = store::CallSummary {
                     at_ms: store::now_ms(),
                     upstream: upstream.clone(),
@@ -485,9 +492,13 @@ impl Session {
                     outcome: if denied { "denied" } else { crate::audit::outcome_of(&result) }.into(),
                     rule: deciding.map(|d| d.rule),
                     latency_ms: started.elapsed().as_millis() as u64,
-                    bytes_out: result.as_ref().map(|f| f.as_str().len() as u64).unwrap_or(0),
+                    bytes_in: cost.bytes_in,
+                    bytes_out: cost.bytes_out,
+                    tokens_in: cost.tokens_in,
+                    tokens_out: cost.tokens_out,
+                    cost_micros: cost.cost_micros,
                 };
-                self.record_call(summary, frame.as_str().len());
+                self.record_call(summary);
                 // What an untrusted source returned is now in the client's context.
                 if let (Some(rule), Ok(reply)) = (source_rule, &result)
                     && !reply.is_error()

@@ -171,7 +171,7 @@ fn session_label(id: &str, what: &str) -> String {
 
 // ---------------------------------------------------------------------------------------- scripts
 
-/// KEYS: record, state, usage, history. ARGV: json, last_seen_ms, ttl_ms, state, six usage counters.
+/// KEYS: record, state, usage, history. ARGV: json, last_seen_ms, ttl_ms, state, seven usage counters.
 /// Replaces the record; usage is kept if the session existed, else set from the record.
 static PUT_SESSION: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -184,7 +184,7 @@ redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[3])
 if existed == 0 then
   redis.call('DEL', KEYS[3])
   redis.call('HSET', KEYS[3], 'calls', ARGV[5], 'denied', ARGV[6], 'bytes_in', ARGV[7],
-    'bytes_out', ARGV[8], 'tokens_in', ARGV[9], 'tokens_out', ARGV[10])
+    'bytes_out', ARGV[8], 'tokens_in', ARGV[9], 'tokens_out', ARGV[10], 'cost_micros', ARGV[11])
 end
 redis.call('PEXPIRE', KEYS[3], ARGV[3])
 redis.call('PEXPIRE', KEYS[4], ARGV[3])
@@ -206,15 +206,15 @@ return 1
     )
 });
 
-/// KEYS: record, usage. ARGV: the six counters' deltas. HINCRBY only on a live session, so a late
+/// KEYS: record, usage. ARGV: the seven counters' deltas. HINCRBY only on a live session, so a late
 /// call after expiry cannot leave a usage hash without a TTL.
 static ADD_USAGE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl == -2 then return 0 end
-local fields = {'calls', 'denied', 'bytes_in', 'bytes_out', 'tokens_in', 'tokens_out'}
-for i = 1, 6 do
+local fields = {'calls', 'denied', 'bytes_in', 'bytes_out', 'tokens_in', 'tokens_out', 'cost_micros'}
+for i = 1, 7 do
   if ARGV[i] ~= '0' then redis.call('HINCRBY', KEYS[2], fields[i], ARGV[i]) end
 end
 if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
@@ -453,6 +453,7 @@ impl RedisStore {
             bytes_out: get("bytes_out"),
             tokens_in: get("tokens_in"),
             tokens_out: get("tokens_out"),
+            cost_micros: get("cost_micros"),
         };
         Ok(Some(record))
     }
@@ -540,8 +541,11 @@ fn parse_state(id: &str, text: &str) -> StoreResult<SessionState> {
     }
 }
 
-fn usage_args(u: &Usage) -> [u64; 6] {
-    [u.calls, u.denied, u.bytes_in, u.bytes_out, u.tokens_in, u.tokens_out]
+/// The counters in the scripts' order. HINCRBY takes signed 64-bit integers, so each is capped
+/// at `i64::MAX` (no real counter gets near it; a bogus one must not fail the whole update).
+fn usage_args(u: &Usage) -> [u64; 7] {
+    [u.calls, u.denied, u.bytes_in, u.bytes_out, u.tokens_in, u.tokens_out, u.cost_micros]
+        .map(|n| n.min(i64::MAX as u64))
 }
 
 /// An approval from its stored fields.

@@ -55,8 +55,11 @@ impl SessionState {
     }
 }
 
-/// Running totals of one session; added to atomically.
+/// Running totals of one session; added to atomically. Bytes and tokens are the payloads a
+/// model writes and reads (see `crate::cost`); cost is in micro-units of `[cost] currency`, an
+/// integer so that Redis HINCRBY and redb sums stay exact.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Usage {
     pub calls: u64,
     pub denied: u64,
@@ -64,16 +67,18 @@ pub struct Usage {
     pub bytes_out: u64,
     pub tokens_in: u64,
     pub tokens_out: u64,
+    pub cost_micros: u64,
 }
 
 impl Usage {
     pub fn add(&mut self, other: &Usage) {
-        self.calls += other.calls;
-        self.denied += other.denied;
-        self.bytes_in += other.bytes_in;
-        self.bytes_out += other.bytes_out;
-        self.tokens_in += other.tokens_in;
-        self.tokens_out += other.tokens_out;
+        self.calls = self.calls.saturating_add(other.calls);
+        self.denied = self.denied.saturating_add(other.denied);
+        self.bytes_in = self.bytes_in.saturating_add(other.bytes_in);
+        self.bytes_out = self.bytes_out.saturating_add(other.bytes_out);
+        self.tokens_in = self.tokens_in.saturating_add(other.tokens_in);
+        self.tokens_out = self.tokens_out.saturating_add(other.tokens_out);
+        self.cost_micros = self.cost_micros.saturating_add(other.cost_micros);
     }
 }
 
@@ -151,7 +156,17 @@ pub struct CallSummary {
     pub outcome: String,
     pub rule: Option<String>,
     pub latency_ms: u64,
+    /// The call's payload sizes, estimated tokens and cost (see [`Usage`]); absent in records
+    /// written before cost attribution, read as 0.
+    #[serde(default)]
+    pub bytes_in: u64,
     pub bytes_out: u64,
+    #[serde(default)]
+    pub tokens_in: u64,
+    #[serde(default)]
+    pub tokens_out: u64,
+    #[serde(default)]
+    pub cost_micros: u64,
 }
 
 /// A tool call waiting for a human.
@@ -309,4 +324,22 @@ pub fn hex(bytes: &[u8]) -> String {
         out.push(DIGITS[(b & 15) as usize] as char);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_written_before_cost_attribution_still_read() {
+        let usage: Usage =
+            serde_json::from_str(r#"{"calls":3,"denied":1,"bytes_in":1,"bytes_out":2,"tokens_in":1,"tokens_out":1}"#)
+                .unwrap();
+        assert_eq!((usage.calls, usage.cost_micros), (3, 0));
+        let call: CallSummary = serde_json::from_str(
+            r#"{"at_ms":1,"upstream":"fx","tool":"fx__echo","outcome":"ok","rule":null,"latency_ms":2,"bytes_out":40}"#,
+        )
+        .unwrap();
+        assert_eq!((call.bytes_out, call.tokens_out, call.cost_micros), (40, 0, 0));
+    }
 }

@@ -6,6 +6,7 @@ mod support;
 mod auth;
 mod cli;
 mod conformance;
+mod cost;
 mod errors;
 mod fidelity;
 mod generations;

@@ -56,7 +56,7 @@ fn record(id: &str) -> SessionRecord {
         }),
         upstream_sessions: BTreeMap::from([("fs".to_string(), "up-1".to_string())]),
         state: SessionState::Active,
-        usage: Usage { calls: 2, denied: 1, bytes_in: 30, bytes_out: 40, tokens_in: 5, tokens_out: 6 },
+        usage: Usage { calls: 2, denied: 1, bytes_in: 30, bytes_out: 40, tokens_in: 5, tokens_out: 6, cost_micros: 7 },
         created_ms: now,
         last_seen_ms: now,
         taint: None,
@@ -71,7 +71,11 @@ fn call(n: u64) -> CallSummary {
         outcome: "allowed".into(),
         rule: n.is_multiple_of(2).then(|| "rule-even".to_string()),
         latency_ms: n,
+        bytes_in: n,
         bytes_out: n * 10,
+        tokens_in: n.div_ceil(4),
+        tokens_out: n * 3,
+        cost_micros: 2000 + n,
     }
 }
 
@@ -195,8 +199,15 @@ pub async fn usage_adds_exactly_under_concurrency(s: Store) {
             let (s, id) = (s.clone(), id.clone());
             tokio::spawn(async move {
                 for _ in 0..5 {
-                    let delta =
-                        Usage { calls: 1, denied: n % 2, bytes_in: n, bytes_out: 2 * n, tokens_in: 3, tokens_out: n };
+                    let delta = Usage {
+                        calls: 1,
+                        denied: n % 2,
+                        bytes_in: n,
+                        bytes_out: 2 * n,
+                        tokens_in: 3,
+                        tokens_out: n,
+                        cost_micros: 1_000_000 + n,
+                    };
                     s.add_usage(&id, &delta).await.unwrap();
                 }
             })
@@ -209,7 +220,42 @@ pub async fn usage_adds_exactly_under_concurrency(s: Store) {
     let usage = s.get_session(&id).await.unwrap().unwrap().usage;
     assert_eq!(
         usage,
-        Usage { calls: 100, denied: 50, bytes_in: 5 * sum, bytes_out: 10 * sum, tokens_in: 300, tokens_out: 5 * sum }
+        Usage {
+            calls: 100,
+            denied: 50,
+            bytes_in: 5 * sum,
+            bytes_out: 10 * sum,
+            tokens_in: 300,
+            tokens_out: 5 * sum,
+            cost_micros: 100_000_000 + 5 * sum,
+        }
+    );
+}
+
+/// Cost is an integer of micro-units so that sums stay exact, also past 2^53 where a float (or
+/// a Lua number) would start rounding; a record written before cost existed reads as 0.
+pub async fn cost_sums_exactly(s: Store) {
+    let id = new_id();
+    let mut r = record(&id);
+    r.usage = Usage { cost_micros: (1 << 53) + 1, ..Usage::default() };
+    s.put_session(&r, HOUR).await.unwrap();
+    s.add_usage(&id, &Usage { cost_micros: (1 << 53) + 1, ..Usage::default() }).await.unwrap();
+    s.add_usage(&id, &Usage { calls: 1, cost_micros: 1, ..Usage::default() }).await.unwrap();
+    let usage = s.get_session(&id).await.unwrap().unwrap().usage;
+    assert_eq!(usage.cost_micros, (1 << 54) + 3);
+    assert_eq!(usage.calls, 1);
+    // Adding no cost leaves it as it is; replacing the record keeps the stored cost.
+    s.add_usage(&id, &Usage { calls: 1, ..Usage::default() }).await.unwrap();
+    s.put_session(&record(&id), HOUR).await.unwrap();
+    assert_eq!(s.get_session(&id).await.unwrap().unwrap().usage.cost_micros, (1 << 54) + 3);
+    assert_eq!(s.list_sessions().await.unwrap().iter().find(|x| x.id == id).unwrap().usage.cost_micros, (1 << 54) + 3);
+
+    // Each recent call carries its own figures.
+    s.push_history(&id, &call(5), 10, HOUR).await.unwrap();
+    let h = s.history(&id, 1).await.unwrap();
+    assert_eq!(
+        (h[0].bytes_in, h[0].bytes_out, h[0].tokens_in, h[0].tokens_out, h[0].cost_micros),
+        (5, 50, 2, 15, 2005)
     );
 }
 
@@ -482,6 +528,7 @@ macro_rules! suite {
             session_state_set_and_get,
             touch_extends_ttl_and_expiry_removes,
             usage_adds_exactly_under_concurrency,
+            cost_sums_exactly,
             history_capped_newest_first,
             delete_session_removes_everything,
             list_sessions_lists_live_ones,
@@ -694,6 +741,18 @@ async fn redis_keys_follow_the_documented_layout() {
     // Nothing else: every key is accounted for in ARCHITECTURE.md.
     let count: usize = server.query(&["DBSIZE"]).unwrap().parse().unwrap();
     assert_eq!(count, kinds.len());
+    // The usage hash holds the documented counters, cost among them (HINCRBY-able integers).
+    for (field, value) in [
+        ("calls", "2"),
+        ("denied", "1"),
+        ("bytes_in", "30"),
+        ("bytes_out", "40"),
+        ("tokens_in", "5"),
+        ("tokens_out", "6"),
+        ("cost_micros", "7"),
+    ] {
+        assert_eq!(server.query(&["HGET", "tollgate:{s:0123abcd}:usage", field]).unwrap(), value, "{field}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@ use serde_json::Value;
 use std::path::Path;
 
 /// Audit fields that differ on every run.
-const VOLATILE: &[&str] = &["ts", "hash", "prev", "latency_us", "session", "principal", "policy_version"];
+const VOLATILE: &[&str] = &["ts", "hash", "prev", "latency_us", "session", "principal", "policy_version", "call_id"];
 
 fn normalise_audit(line: &str) -> String {
     let mut v: Value = serde_json::from_str(line).expect("audit line is JSON");
