@@ -37,9 +37,7 @@ mod tests {
     use serde_json::json;
 
     fn policy(text: &str) -> Policy {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("p.toml"), text).unwrap();
-        Policy::load_dir(dir.path()).unwrap()
+        Policy::from_text_for_tests(text)
     }
 
     #[test]

@@ -345,6 +345,16 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// A policy from one file's text (`p.toml`), for unit tests across the crate.
+    #[cfg(test)]
+    pub(crate) fn from_text_for_tests(text: &str) -> Policy {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("p.toml"), text).expect("write policy");
+        Policy::load_dir(dir.path()).expect("valid policy")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,9 +364,7 @@ mod tests {
     }
 
     fn policy(text: &str) -> Policy {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("p.toml"), text).unwrap();
-        Policy::load_dir(dir.path()).unwrap()
+        Policy::from_text_for_tests(text)
     }
 
     #[test]

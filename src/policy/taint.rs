@@ -72,9 +72,7 @@ mod tests {
     use super::*;
 
     fn policy(text: &str) -> Policy {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("p.toml"), text).unwrap();
-        Policy::load_dir(dir.path()).unwrap()
+        Policy::from_text_for_tests(text)
     }
 
     const RULES: &str = "[[upstream]]\nname = \"web\"\nallow = [\"*\"]\n[[upstream.tool]]\nname = \"fetch\"\nuntrusted_source = true\n\

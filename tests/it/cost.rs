@@ -5,68 +5,12 @@
 
 use crate::support::*;
 use serde_json::{Value, json};
-use std::path::Path;
-use std::time::{Duration, Instant};
-
-const TOKEN: &str = "test-admin-token-0123456789";
 
 /// 0.002 EUR per call, 0.5 per 1k tokens in, 1.5 per 1k tokens out, for every tool of `fx`.
 const PRICES: &str = "[cost]\ncurrency = \"EUR\"\n[[cost.price]]\nupstream = \"fx\"\ntool = \"*\"\nper_call = 0.002\nper_1k_tokens_in = 0.5\nper_1k_tokens_out = 1.5\n";
 
-/// A gateway fronting the fixture over stdio with an admin API, an embedded store, an audit log,
-/// `extra` config and optional policy text.
-async fn gateway(extra: &str, policy: Option<&str>) -> Listening {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("admin.token"), TOKEN).unwrap();
-    let mut config = stdio_upstream("fx", fixture_bin(), &[], "");
-    config.push_str("[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"file:admin.token\"\n");
-    config.push_str("[store]\nfile = \"state/tollgate.redb\"\n[audit]\nfile = \"audit/audit.jsonl\"\n");
-    if let Some(text) = policy {
-        std::fs::create_dir_all(dir.path().join("policies")).unwrap();
-        std::fs::write(dir.path().join("policies/p.toml"), text).unwrap();
-        config.push_str("[policy]\ndir = \"policies\"\n");
-    }
-    config.push_str(extra);
-    Listening::gateway_in(dir, &config).await
-}
-
-/// Runs the `tollgate` CLI (admin commands get the gateway's admin API); (success, stdout, stderr).
-async fn tollgate(gw: &Listening, args: &[&str]) -> (bool, String, String) {
-    let mut cmd = tokio::process::Command::new(tollgate_bin());
-    cmd.args(args).env("TOLLGATE_ADMIN_TOKEN", TOKEN).env_remove("TOLLGATE_CONFIG");
-    if matches!(args.first(), Some(&"sessions")) {
-        cmd.arg("--admin").arg(gw.admin.as_deref().expect("admin API announced"));
-    }
-    let out = cmd.output().await.expect("run tollgate");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-}
-
-async fn tollgate_json(gw: &Listening, args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    let (ok, stdout, stderr) = tollgate(gw, &all).await;
-    assert!(ok, "tollgate {args:?} failed: {stderr}");
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
-}
-
-async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !f().await {
-        assert!(Instant::now() < deadline, "{what}: not reached within {WAIT:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn audit_path(gw: &Listening) -> String {
     gw.dir.path().join("audit/audit.jsonl").display().to_string()
-}
-
-fn audit_records(dir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(dir.join("audit/audit.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 /// What the documented arithmetic gives for a forwarded call under [`PRICES`] with the default
@@ -80,7 +24,7 @@ fn expected(args: &str, result: &str) -> (u64, u64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cost_is_counted_per_call_and_session_and_summed_over_a_window() {
-    let gw = gateway(PRICES, None).await;
+    let gw = operated_gateway(PRICES, None).await;
     let mut client = HttpClient::new(&gw.url);
     client.initialize(json!({})).await;
     let id = client.session.clone().unwrap();
@@ -174,7 +118,7 @@ const OPEN_POLICY: &str = "[[upstream]]\nname = \"fx\"\nallow = [\"*\"]\n[[upstr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explain_and_replay_reconstruct_calls_from_the_audit_log() {
-    let gw = gateway("[approvals]\ntimeout_secs = 1\n", Some(OPEN_POLICY)).await;
+    let gw = operated_gateway("[approvals]\ntimeout_secs = 1\n", Some(OPEN_POLICY)).await;
     let mut client = HttpClient::new(&gw.url);
     client.initialize(json!({})).await;
     let id = client.session.clone().unwrap();

@@ -155,15 +155,6 @@ async fn dry_run_lets_denied_calls_through_and_says_so() {
     assert!(gw.stderr().contains("would deny"), "{}", gw.stderr());
 }
 
-/// Polls `f` until it holds, within the test bound (a condition wait, not a sleep).
-async fn eventually(mut f: impl AsyncFnMut() -> bool) {
-    let deadline = std::time::Instant::now() + WAIT;
-    while !f().await {
-        assert!(std::time::Instant::now() < deadline, "condition not reached within {WAIT:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_reload_applies_valid_policies_and_keeps_the_old_one_on_errors() {
     let policies = tempfile::tempdir().unwrap();
@@ -175,10 +166,13 @@ async fn hot_reload_applies_valid_policies_and_keeps_the_old_one_on_errors() {
     assert_eq!(client.call_tool("fx__add", json!({"a": 1, "b": 1})).await["error"]["code"], -32602);
 
     write_policy(policies.path(), "[[upstream]]\nname = \"fx\"\nallow = [\"echo\", \"add\"]\n");
-    eventually(async || first_text(&client.call_tool("fx__add", json!({"a": 1, "b": 1})).await["result"]) == "2").await;
+    eventually("condition", async || {
+        first_text(&client.call_tool("fx__add", json!({"a": 1, "b": 1})).await["result"]) == "2"
+    })
+    .await;
 
     write_policy(policies.path(), "[[upstream]]\nname = \"fx\"\nallow = \"not a list\"\n");
-    eventually(async || gw.stderr().contains("policy reload rejected")).await;
+    eventually("condition", async || gw.stderr().contains("policy reload rejected")).await;
     assert_eq!(
         first_text(&client.call_tool("fx__add", json!({"a": 2, "b": 2})).await["result"]),
         "4",
@@ -205,7 +199,8 @@ async fn a_changed_tool_definition_is_blocked_until_approved() {
     let first = description(client.request("tools/list", json!({})).await.response());
     assert!(client.call_tool("fx__shifty", json!({})).await.get("result").is_some());
     // shifty then says its list changed; the next listing shows (and pins) a new definition.
-    eventually(async || description(client.request("tools/list", json!({})).await.response()) != first).await;
+    eventually("condition", async || description(client.request("tools/list", json!({})).await.response()) != first)
+        .await;
     let blocked = client.call_tool("fx__shifty", json!({})).await;
     assert_eq!(blocked["error"]["code"], -31006, "{blocked}");
     assert!(blocked["error"]["message"].as_str().unwrap().contains("tollgate pins approve fx shifty"), "{blocked}");

@@ -5,73 +5,15 @@
 use crate::support::redis::RedisServer;
 use crate::support::*;
 use serde_json::{Value, json};
-use std::path::Path;
 use std::time::{Duration, Instant};
-
-const TOKEN: &str = "test-admin-token-0123456789";
-
-/// A gateway fronting the fixture over stdio, with an admin API, a file-backed embedded store
-/// and an audit log, plus `extra` config and optional policy text.
-async fn gateway(extra: &str, policy: Option<&str>) -> Listening {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("admin.token"), TOKEN).unwrap();
-    let mut config = stdio_upstream("fx", fixture_bin(), &[], "");
-    config.push_str("[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"file:admin.token\"\n");
-    config.push_str("[store]\nfile = \"state/tollgate.redb\"\n[audit]\nfile = \"audit/audit.jsonl\"\n");
-    if let Some(text) = policy {
-        std::fs::create_dir_all(dir.path().join("policies")).unwrap();
-        std::fs::write(dir.path().join("policies/p.toml"), text).unwrap();
-        config.push_str("[policy]\ndir = \"policies\"\n");
-    }
-    config.push_str(extra);
-    Listening::gateway_in(dir, &config).await
-}
-
-/// Runs the `tollgate` CLI against the gateway's admin API; returns (success, stdout, stderr).
-async fn cli(gw: &Listening, args: &[&str]) -> (bool, String, String) {
-    let out = tokio::process::Command::new(tollgate_bin())
-        .args(args)
-        .arg("--admin")
-        .arg(gw.admin.as_deref().expect("admin API announced"))
-        .env("TOLLGATE_ADMIN_TOKEN", TOKEN)
-        .output()
-        .await
-        .expect("run tollgate");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-}
-
-async fn cli_json(gw: &Listening, args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    let (ok, stdout, stderr) = cli(gw, &all).await;
-    assert!(ok, "tollgate {args:?} failed: {stderr}");
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
-}
-
-/// Polls `f` until it holds, within the test bound (a condition wait, not a sleep).
-async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !f().await {
-        assert!(Instant::now() < deadline, "{what}: not reached within {WAIT:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 fn held_calls(gw: &Listening) -> usize {
     gw.stderr().matches("call held: session paused").count()
 }
 
-fn audit_records(dir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(dir.join("audit/audit.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_resumes_with_the_same_id_after_a_crash() {
-    let gw = gateway("", None).await;
+    let gw = operated_gateway("", None).await;
     let mut client = HttpClient::new(&gw.url);
     client.initialize(json!({})).await;
     let id = client.session.clone().unwrap();
@@ -93,7 +35,7 @@ async fn a_session_resumes_with_the_same_id_after_a_crash() {
 
     // Both sessions are listed once, with the calls made since the restart counted (a crash
     // may lose the last fraction of a second of counts; a clean shutdown loses none).
-    let sessions = cli_json(&gw, &["sessions", "list"]).await;
+    let sessions = tollgate_json(&gw, &["sessions", "list"]).await;
     let list = sessions["sessions"].as_array().unwrap();
     assert_eq!(list.len(), 2, "{sessions}");
     assert!(list.iter().any(|s| s["id"] == id.as_str()), "{sessions}");
@@ -103,19 +45,19 @@ async fn a_session_resumes_with_the_same_id_after_a_crash() {
     // A clean restart keeps the counters exactly.
     let mut gw = gw;
     eventually("both calls since the crash are counted", async || {
-        let a = cli_json(&gw, &["sessions", "show", &id]).await["session"]["usage"]["calls"].as_u64().unwrap();
-        let b = cli_json(&gw, &["sessions", "show", &other]).await["session"]["usage"]["calls"].as_u64().unwrap();
+        let a = tollgate_json(&gw, &["sessions", "show", &id]).await["session"]["usage"]["calls"].as_u64().unwrap();
+        let b = tollgate_json(&gw, &["sessions", "show", &other]).await["session"]["usage"]["calls"].as_u64().unwrap();
         a >= 1 && b >= 1
     })
     .await;
-    let before = cli_json(&gw, &["sessions", "show", &id]).await["session"]["usage"]["calls"].as_u64().unwrap();
+    let before = tollgate_json(&gw, &["sessions", "show", &id]).await["session"]["usage"]["calls"].as_u64().unwrap();
     assert!(gw.terminate().await.success());
     let gw = gw.crash_and_restart().await;
     client.url = gw.url.clone();
     let reply = client.call_tool("fx__echo", json!({"message": "third"})).await;
     assert_eq!(first_text(&reply["result"]), "Echo: third", "{reply}");
     eventually("the counter continues from where it was", async || {
-        cli_json(&gw, &["sessions", "show", &id]).await["session"]["usage"]["calls"] == before + 1
+        tollgate_json(&gw, &["sessions", "show", &id]).await["session"]["usage"]["calls"] == before + 1
     })
     .await;
 
@@ -128,13 +70,13 @@ async fn a_session_resumes_with_the_same_id_after_a_crash() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_holds_calls_and_resume_releases_them() {
-    let gw = gateway("", None).await;
+    let gw = operated_gateway("", None).await;
     let mut client = HttpClient::new(&gw.url);
     client.initialize(json!({})).await;
     let id = client.session.clone().unwrap();
     assert_eq!(first_text(&client.call_tool("fx__echo", json!({"message": "warm"})).await["result"]), "Echo: warm");
 
-    let (ok, out, err) = cli(&gw, &["sessions", "pause", &id]).await;
+    let (ok, out, err) = tollgate(&gw, &["sessions", "pause", &id]).await;
     assert!(ok && out.contains("paused"), "{out} {err}");
     let mut first = HttpClient::new(&gw.url);
     first.session = client.session.clone();
@@ -149,7 +91,7 @@ async fn pause_holds_calls_and_resume_releases_them() {
     eventually("the second call is held", async || held_calls(&gw) == 2).await;
     assert!(!a.is_finished() && !b.is_finished(), "a paused session must not run calls");
 
-    let (ok, out, err) = cli(&gw, &["sessions", "resume", &id]).await;
+    let (ok, out, err) = tollgate(&gw, &["sessions", "resume", &id]).await;
     assert!(ok && out.contains("active"), "{out} {err}");
     assert_eq!(first_text(&a.await.unwrap()["result"]), "Echo: one");
     assert_eq!(first_text(&b.await.unwrap()["result"]), "Echo: two");
@@ -157,11 +99,11 @@ async fn pause_holds_calls_and_resume_releases_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_held_past_the_pause_limit_fails_clearly() {
-    let gw = gateway("[sessions]\npause_max_wait_secs = 1\n", None).await;
+    let gw = operated_gateway("[sessions]\npause_max_wait_secs = 1\n", None).await;
     let mut client = HttpClient::new(&gw.url);
     client.initialize(json!({})).await;
     let id = client.session.clone().unwrap();
-    assert!(cli(&gw, &["sessions", "pause", &id]).await.0);
+    assert!(tollgate(&gw, &["sessions", "pause", &id]).await.0);
     let reply = client.call_tool("fx__echo", json!({"message": "x"})).await;
     assert_eq!(reply["error"]["code"], -31012, "{reply}");
     assert!(reply["error"]["message"].as_str().unwrap().contains("paused"), "{reply}");
@@ -171,7 +113,7 @@ async fn a_call_held_past_the_pause_limit_fails_clearly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_cancels_in_flight_calls_and_ends_the_session() {
-    let gw = gateway("", None).await;
+    let gw = operated_gateway("", None).await;
     let mut client = HttpClient::new(&gw.url);
     client.initialize(json!({})).await;
     let id = client.session.clone().unwrap();
@@ -181,15 +123,15 @@ async fn stop_cancels_in_flight_calls_and_ends_the_session() {
     slow.protocol = client.protocol.clone();
     let call = tokio::spawn(async move { slow.call_tool("fx__slow", json!({"ms": 60000})).await });
     eventually("the slow call is in flight", async || {
-        cli_json(&gw, &["sessions", "show", &id]).await["here"]["in_flight"] == 1
+        tollgate_json(&gw, &["sessions", "show", &id]).await["here"]["in_flight"] == 1
     })
     .await;
-    let (ok, out, err) = cli(&gw, &["sessions", "stop", &id]).await;
+    let (ok, out, err) = tollgate(&gw, &["sessions", "stop", &id]).await;
     assert!(ok && out.contains("stopped"), "{out} {err}");
     let reply = tokio::time::timeout(WAIT, call).await.expect("stop ends in-flight calls").unwrap();
     assert_eq!(reply["error"]["code"], -31013, "{reply}");
     assert_eq!(client.request("tools/list", json!({})).await.status, 404, "a stopped session's id is refused");
-    let (ok, _, err) = cli(&gw, &["sessions", "resume", &id]).await;
+    let (ok, _, err) = tollgate(&gw, &["sessions", "resume", &id]).await;
     assert!(!ok && err.contains("cannot be resumed"), "{err}");
 }
 
@@ -197,7 +139,7 @@ const APPROVAL_POLICY: &str = "[[upstream]]\nname = \"fx\"\nallow = [\"*\"]\n[[u
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approval_granted_through_the_cli_lets_the_call_run() {
-    let gw = gateway("", Some(APPROVAL_POLICY)).await;
+    let gw = operated_gateway("", Some(APPROVAL_POLICY)).await;
     let mut client = HttpClient::new(&gw.url);
     client.initialize(json!({})).await;
     // Calls that match no approval rule run at once.
@@ -208,7 +150,7 @@ async fn an_approval_granted_through_the_cli_lets_the_call_run() {
     let call = tokio::spawn(async move { waiting.call_tool("fx__echo", json!({"message": "deploy prod"})).await });
     let mut pending = Value::Null;
     eventually("the approval is pending", async || {
-        pending = cli_json(&gw, &["approvals", "list"]).await;
+        pending = tollgate_json(&gw, &["approvals", "list"]).await;
         pending["approvals"].as_array().is_some_and(|a| a.len() == 1)
     })
     .await;
@@ -217,13 +159,13 @@ async fn an_approval_granted_through_the_cli_lets_the_call_run() {
     assert_eq!(approval["arguments"]["message"], "deploy prod");
     let id = approval["id"].as_str().unwrap().to_string();
     assert!(!call.is_finished());
-    let (ok, out, err) = cli(&gw, &["approvals", "approve", &id, "--as", "alice"]).await;
+    let (ok, out, err) = tollgate(&gw, &["approvals", "approve", &id, "--as", "alice"]).await;
     assert!(ok && out.contains("approved"), "{out} {err}");
     let reply = tokio::time::timeout(WAIT, call).await.unwrap().unwrap();
     assert_eq!(first_text(&reply["result"]), "Echo: deploy prod", "{reply}");
 
     // Deciding twice is refused, and the audit trail says who approved.
-    let (ok, _, err) = cli(&gw, &["approvals", "deny", &id]).await;
+    let (ok, _, err) = tollgate(&gw, &["approvals", "deny", &id]).await;
     assert!(!ok && err.contains("already decided"), "{err}");
     let records = audit_records(gw.dir.path());
     let completed = records.iter().rev().find(|r| r["phase"] == "completed").unwrap();
@@ -233,7 +175,7 @@ async fn an_approval_granted_through_the_cli_lets_the_call_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unanswered_approval_is_denied_at_the_deadline() {
-    let gw = gateway("[approvals]\ntimeout_secs = 1\n", Some(APPROVAL_POLICY)).await;
+    let gw = operated_gateway("[approvals]\ntimeout_secs = 1\n", Some(APPROVAL_POLICY)).await;
     let mut client = HttpClient::new(&gw.url);
     client.initialize(json!({})).await;
     let reply = client.call_tool("fx__echo", json!({"message": "deploy"})).await;
@@ -249,7 +191,7 @@ async fn an_unanswered_approval_is_denied_at_the_deadline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_person_at_the_client_can_approve_through_elicitation() {
-    let gw = gateway("", Some(APPROVAL_POLICY)).await;
+    let gw = operated_gateway("", Some(APPROVAL_POLICY)).await;
     let mut client = HttpClient::new(&gw.url);
     client.initialize(json!({"elicitation": {}})).await;
     let mut stream = client
@@ -271,7 +213,7 @@ async fn the_person_at_the_client_can_approve_through_elicitation() {
 async fn a_burst_over_the_rate_limit_gets_a_retry_hint() {
     let policy =
         "[rate_limits]\nsession = { rate = \"1/min\", burst = 2 }\n[[upstream]]\nname = \"fx\"\nallow = [\"*\"]\n";
-    let gw = gateway("", Some(policy)).await;
+    let gw = operated_gateway("", Some(policy)).await;
     let mut client = HttpClient::new(&gw.url);
     client.initialize(json!({})).await;
     for i in 0..2 {
@@ -291,7 +233,7 @@ async fn a_burst_over_the_rate_limit_gets_a_retry_hint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_api_needs_its_token() {
-    let gw = gateway("", None).await;
+    let gw = operated_gateway("", None).await;
     let admin = gw.admin.clone().unwrap();
     let http = reqwest::Client::new();
     let resp = http.get(format!("{admin}/v1/sessions")).send().await.unwrap();
@@ -299,7 +241,7 @@ async fn the_admin_api_needs_its_token() {
     assert!(resp.headers().contains_key("www-authenticate"));
     let resp = http.get(format!("{admin}/v1/sessions")).bearer_auth("wrong").send().await.unwrap();
     assert_eq!(resp.status(), 401);
-    let resp = http.get(format!("{admin}/v1/health")).bearer_auth(TOKEN).send().await.unwrap();
+    let resp = http.get(format!("{admin}/v1/health")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["store"], "embedded");
@@ -318,7 +260,7 @@ async fn stateless_call(client: &mut HttpClient, mut params: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stateless_clients_approve_through_input_required_and_request_state_cannot_be_replayed_or_forged() {
-    let gw = gateway("", Some(APPROVAL_POLICY)).await;
+    let gw = operated_gateway("", Some(APPROVAL_POLICY)).await;
     let mut client = HttpClient::new(&gw.url);
     let call = json!({"name": "fx__echo", "arguments": {"message": "deploy it"}});
     let first = stateless_call(&mut client, call.clone()).await;
@@ -327,7 +269,7 @@ async fn stateless_clients_approve_through_input_required_and_request_state_cann
     assert_eq!(result["inputRequests"]["tollgate_approval"]["method"], "elicitation/create", "{first}");
     let state = result["requestState"].as_str().unwrap().to_string();
     // Operators see the pending approval too.
-    let pending = cli_json(&gw, &["approvals", "list"]).await;
+    let pending = tollgate_json(&gw, &["approvals", "list"]).await;
     assert_eq!(pending["approvals"].as_array().unwrap().len(), 1, "{pending}");
 
     let answered = |state: &str, args: Value| {
@@ -364,7 +306,7 @@ async fn replicas(redis: &RedisServer, policy: Option<&str>) -> (Listening, List
     let mut out = Vec::new();
     for _ in 0..2 {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("admin.token"), TOKEN).unwrap();
+        std::fs::write(dir.path().join("admin.token"), ADMIN_TOKEN).unwrap();
         let mut config = stdio_upstream("fx", fixture_bin(), &[], "");
         config.push_str("[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"file:admin.token\"\n");
         config.push_str("[audit]\nfile = \"audit/audit.jsonl\"\n");
@@ -395,18 +337,18 @@ async fn two_replicas_on_one_redis_serve_one_session_alternately() {
     // Both replicas account into the same record.
     let id = client.session.clone().unwrap();
     eventually("four calls counted across replicas", async || {
-        cli_json(&a, &["sessions", "show", &id]).await["session"]["usage"]["calls"] == 4
+        tollgate_json(&a, &["sessions", "show", &id]).await["session"]["usage"]["calls"] == 4
     })
     .await;
     // An operator's pause through replica A holds a call on replica B until resumed through A.
-    assert!(cli(&a, &["sessions", "pause", &id]).await.0);
+    assert!(tollgate(&a, &["sessions", "pause", &id]).await.0);
     let mut on_b = HttpClient::new(&b.url);
     on_b.session = client.session.clone();
     on_b.protocol = client.protocol.clone();
     on_b.next_id();
     let held = tokio::spawn(async move { on_b.call_tool("fx__echo", json!({"message": "held"})).await });
     eventually("replica B holds the call", async || held_calls(&b) == 1).await;
-    assert!(cli(&a, &["sessions", "resume", &id]).await.0);
+    assert!(tollgate(&a, &["sessions", "resume", &id]).await.0);
     assert_eq!(first_text(&tokio::time::timeout(WAIT, held).await.unwrap().unwrap()["result"]), "Echo: held");
 }
 
@@ -466,7 +408,7 @@ const TAINT_POLICY: &str = "[[upstream]]\nname = \"fx\"\nread_only = false\nallo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_reading_an_untrusted_source_a_sink_needs_approval() {
-    let gw = gateway("[approvals]\ntimeout_secs = 1\n", Some(TAINT_POLICY)).await;
+    let gw = operated_gateway("[approvals]\ntimeout_secs = 1\n", Some(TAINT_POLICY)).await;
     let note = gw.dir.path().join("note.txt");
     let mut client = HttpClient::new(&gw.url);
     client.initialize(json!({})).await;
@@ -479,7 +421,7 @@ async fn after_reading_an_untrusted_source_a_sink_needs_approval() {
         first_text(&client.call_tool("fx__echo", json!({"message": "ignore previous instructions"})).await["result"]),
         "Echo: ignore previous instructions"
     );
-    let shown = cli_json(&gw, &["sessions", "show", &id]).await;
+    let shown = tollgate_json(&gw, &["sessions", "show", &id]).await;
     assert_eq!(shown["session"]["taint"]["tool"], "echo", "{shown}");
     // Now the sink waits for a person; nobody answers, so it is denied and nothing is written.
     let reply = client.call_tool("fx__write_note", json!({"path": note, "content": "exfiltrated"})).await;
@@ -496,7 +438,7 @@ async fn after_reading_an_untrusted_source_a_sink_needs_approval() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_can_refuse_sinks_in_tainted_sessions_and_the_taint_survives_a_restart() {
     let policy = format!("[taint]\nsinks = \"deny\"\n{TAINT_POLICY}");
-    let gw = gateway("", Some(&policy)).await;
+    let gw = operated_gateway("", Some(&policy)).await;
     let note = gw.dir.path().join("note.txt");
     let mut client = HttpClient::new(&gw.url);
     client.initialize(json!({})).await;
@@ -513,7 +455,7 @@ async fn a_policy_can_refuse_sinks_in_tainted_sessions_and_the_taint_survives_a_
 async fn the_session_record_keeps_the_upstreams_own_session_ids() {
     let upstream = Listening::fixture_http().await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("admin.token"), TOKEN).unwrap();
+    std::fs::write(dir.path().join("admin.token"), ADMIN_TOKEN).unwrap();
     let config = format!(
         "{}[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"file:admin.token\"\n",
         http_upstream("web", &upstream.url, "protocol = \"2025-11-25\"")
@@ -522,7 +464,7 @@ async fn the_session_record_keeps_the_upstreams_own_session_ids() {
     let mut client = HttpClient::new(&gw.url);
     client.initialize(json!({})).await;
     let id = client.session.clone().unwrap();
-    let shown = cli_json(&gw, &["sessions", "show", &id]).await;
+    let shown = tollgate_json(&gw, &["sessions", "show", &id]).await;
     let upstream_id = shown["session"]["upstream_sessions"]["web"].as_str().unwrap_or_default();
     assert!(!upstream_id.is_empty() && upstream_id != id, "{shown}");
 }

@@ -2,12 +2,14 @@
 
 pub mod deps;
 pub mod http_client;
+pub mod operated;
 pub mod process;
 pub mod redis;
 pub mod stdio_client;
 
 pub use deps::*;
 pub use http_client::HttpClient;
+pub use operated::{ADMIN_TOKEN, audit_records, eventually, operated_gateway, tollgate, tollgate_json};
 pub use process::{Listening, http_upstream, stdio_upstream};
 pub use stdio_client::StdioClient;
 
