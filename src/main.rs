@@ -8,6 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use tollgate::config::Config;
 
+/// mimalloc: many small, short-lived allocations per message (frames, maps, futures) are where
+/// glibc's allocator spent ~13% of the gateway's CPU.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "tollgate", version, about = "A security-first MCP gateway")]
 struct Cli {

@@ -450,11 +450,12 @@ impl Session {
         match method {
             "tools/call" => {
                 let (route, upstream_frame, public) = self.resolve_named(frame, ListKind::Tools, roles).await?;
-                let arguments = frame
-                    .params_as::<serde_json::Value>()
-                    .ok()
-                    .and_then(|p| p.get("arguments").cloned())
-                    .unwrap_or_else(|| serde_json::json!({}));
+                // One targeted read of `params.arguments` (raw), parsed once for the policy layers.
+                let arguments_text = crate::cost::arguments_text(frame);
+                let arguments = match arguments_text {
+                    "" => serde_json::json!({}),
+                    text => serde_json::from_str(text).unwrap_or_else(|_| serde_json::json!({})),
+                };
                 let tool = route
                     .tool
                     .clone()
@@ -464,7 +465,7 @@ impl Session {
                 let policy = self.shared.policy.load();
                 let source_rule = policy.untrusted_source(roles, &upstream, &route.original);
                 let tool_name = tool.name.clone();
-                let input = self.shared.cost.measure(crate::cost::arguments_text(frame));
+                let input = self.shared.cost.measure(arguments_text);
                 let call = ToolCall {
                     session: self.me.upgrade().ok_or(Error::ShuttingDown)?,
                     slot: route.slot,
