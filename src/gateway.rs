@@ -82,6 +82,9 @@ fn shared(
     let http = reqwest::Client::builder()
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(90))
+        // A redirect would carry the upstream's configured credentials to wherever it points
+        // (and make the gateway fetch URLs an upstream chooses); MCP endpoints do not redirect.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .context("building the upstream HTTP client")?;
     Ok(Arc::new(Shared {
@@ -206,11 +209,14 @@ async fn drain(registry: &Registry, grace: Duration) {
 }
 
 /// `tollgate stdio -- CMD ARGS`: one client on our stdin/stdout, `CMD` (plus any configured
-/// upstreams) behind it.
-pub async fn stdio(config: Config, command: Vec<String>) -> anyhow::Result<()> {
+/// upstreams) behind it. `inherit_env` names the variables `CMD` gets from our environment
+/// besides the default allowlist (`--inherit-env`).
+pub async fn stdio(config: Config, command: Vec<String>, inherit_env: Vec<String>) -> anyhow::Result<()> {
     let mut upstreams = Vec::new();
     if !command.is_empty() {
-        upstreams.push(UpstreamConfig::from_command(&command));
+        let mut wrapped = UpstreamConfig::from_command(&command);
+        wrapped.inherit_env = inherit_env;
+        upstreams.push(wrapped);
     }
     upstreams.extend(config.upstreams.iter().cloned());
     if upstreams.is_empty() {

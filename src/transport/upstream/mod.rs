@@ -7,6 +7,7 @@
 
 pub mod builtin;
 pub mod http;
+pub mod sandbox;
 pub mod stdio;
 
 use crate::config::{ProtocolChoice, UpstreamConfig};
@@ -202,7 +203,7 @@ impl Peer {
             (Some(kind), _, _) => Wire::Builtin(builtin::BuiltinWire::new(kind, local, dispatcher.clone())),
             (None, Some(_), _) => Wire::Stdio(stdio::StdioWire::spawn(config, dispatcher.clone())?),
             (None, _, Some(url)) => {
-                Wire::Http(http::HttpWire::new(&config.name, url, &config.headers, http.clone(), dispatcher.clone()))
+                Wire::Http(http::HttpWire::new(&config.name, url, &config.headers, http.clone(), dispatcher.clone())?)
             }
             _ => return Err(Error::Internal(format!("upstream {} has no transport", config.name))),
         };
