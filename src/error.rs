@@ -66,6 +66,10 @@ pub enum Error {
     SessionPaused { waited: Duration },
     #[error("session was stopped by an operator")]
     SessionStopped,
+    /// A capacity limit of the gateway (connections, requests in flight, sessions, buffered
+    /// bytes) was reached; the message names the limit. Retrying later may succeed.
+    #[error("{0}")]
+    Overloaded(String),
 }
 
 impl From<crate::session::store::StoreError> for Error {
@@ -97,6 +101,7 @@ pub mod code {
     pub const STORE_UNAVAILABLE: i64 = -31011;
     pub const SESSION_PAUSED: i64 = -31012;
     pub const SESSION_STOPPED: i64 = -31013;
+    pub const OVERLOADED: i64 = -31014;
 }
 
 impl Error {
@@ -109,7 +114,9 @@ impl Error {
             | Error::UnknownTool(_)
             | Error::DuplicateRequestId(_)
             | Error::HeaderMismatch(_)
-            | Error::UnsupportedProtocolVersion { .. } => Source::Client,
+            | Error::UnsupportedProtocolVersion { .. }
+            // Load the clients cause; logged (throttled) where it is detected, not per reply.
+            | Error::Overloaded(_) => Source::Client,
             Error::UpstreamUnavailable { .. } | Error::UpstreamTimeout { .. } | Error::UpstreamProtocol { .. } => {
                 Source::Upstream
             }
@@ -149,6 +156,7 @@ impl Error {
             Error::StoreUnavailable(_) => code::STORE_UNAVAILABLE,
             Error::SessionPaused { .. } => code::SESSION_PAUSED,
             Error::SessionStopped => code::SESSION_STOPPED,
+            Error::Overloaded(_) => code::OVERLOADED,
         }
     }
 
@@ -166,6 +174,7 @@ impl Error {
             Error::RateLimited { .. } => "rate_limited",
             Error::SessionPaused { .. } => "paused",
             Error::OutputWithheld { .. } => "withheld",
+            Error::Overloaded(_) => "overloaded",
             _ => "error",
         }
     }
@@ -235,7 +244,7 @@ impl Error {
             | Error::HeaderMismatch(_)
             | Error::UnsupportedProtocolVersion { .. } => http::StatusCode::BAD_REQUEST,
             Error::MethodNotFound(_) => http::StatusCode::NOT_FOUND,
-            Error::ShuttingDown => http::StatusCode::SERVICE_UNAVAILABLE,
+            Error::ShuttingDown | Error::Overloaded(_) => http::StatusCode::SERVICE_UNAVAILABLE,
             _ => http::StatusCode::OK,
         }
     }

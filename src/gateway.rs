@@ -14,9 +14,8 @@ use crate::session::registry::Registry;
 use crate::session::request_state::StateKey;
 use crate::session::store::SessionStore;
 use crate::session::{self, Session, Shared};
-use crate::transport::downstream::{http, stdio};
+use crate::transport::downstream::{http, listener, stdio};
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,6 +107,7 @@ fn shared(
             ),
             None => StateKey::random(),
         },
+        max_in_flight_per_session: config.server.max_in_flight_per_session,
     }))
 }
 
@@ -135,7 +135,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     let pins = Arc::new(PinStore::load(store.clone()).await.map_err(|e| anyhow::anyhow!("tool pins: {e}"))?);
     let shared = shared(&config, config.all_upstreams(), policy, "anonymous".into(), store, pins)?;
-    let registry = Arc::new(Registry::new(shared));
+    let registry = Arc::new(Registry::new(shared).with_max_sessions(config.server.max_sessions));
     let admin = match &config.admin {
         Some(admin) => Some(crate::admin::serve(admin, &config.base_dir, registry.clone()).await?),
         None => None,
@@ -146,8 +146,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let state = http::HttpState::new(registry.clone(), config.server.clone());
     let app = http::router(state);
+    if config.server.tls.is_some() {
+        anyhow::bail!("server.tls: not supported by this build yet");
+    }
+    let handshake: Option<listener::Handshake> = None;
+    let scheme = "http";
     // Tests and scripts read the bound address from this line (port 0 picks a free port).
-    println!("listening on http://{addr}{}", config.server.path);
+    println!("listening on {scheme}://{addr}{}", config.server.path);
     let _ = std::io::stdout().flush();
     tracing::info!(
         %addr,
@@ -158,14 +163,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     );
 
     let stop = CancellationToken::new();
-    // Without TCP_NODELAY small SSE writes meet delayed ACKs: ~40 ms per request.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = tokio::spawn({
-        let stop = stop.clone();
-        async move { axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await }
-    });
+    let settings = listener::Settings::from_config(&config.server);
+    let server = tokio::spawn(listener::serve(listener, app, settings, handshake, stop.clone()));
     let reaper = tokio::spawn({
         let registry = registry.clone();
         let idle = Duration::from_secs(config.server.session_idle_timeout_secs);

@@ -3,13 +3,14 @@
 //! Errors name the file, the key and what to change: a bad file stops startup.
 
 pub mod memory;
+pub mod server;
 pub mod state;
 pub mod upstream;
 
 pub use memory::{Builtin, MemoryConfig};
 use serde::Deserialize;
+pub use server::{ServerConfig, TlsConfig};
 pub use state::{AdminConfig, ApprovalsConfig, SessionsConfig, StoreBackend, StoreConfig};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 pub use upstream::{DEFAULT_INHERIT_ENV, ProcessLimits, ProtocolChoice, UpstreamConfig};
@@ -97,28 +98,6 @@ impl PolicyConfig {
     }
 }
 
-/// The downstream Streamable HTTP listener.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerConfig {
-    /// Loopback by default: exposing the gateway on a network is an explicit choice.
-    #[serde(default = "default_listen")]
-    pub listen: SocketAddr,
-    #[serde(default = "default_path")]
-    pub path: String,
-    /// Host header values accepted (port ignored); `"*"` accepts any. Guards against DNS rebinding.
-    #[serde(default = "default_hosts")]
-    pub allowed_hosts: Vec<String>,
-    /// Origins accepted besides loopback ones (`http://localhost:*` etc.); `"*"` accepts any.
-    #[serde(default)]
-    pub allowed_origins: Vec<String>,
-    #[serde(default = "default_max_body")]
-    pub max_body_bytes: usize,
-    /// A 2025-11-25 session with no traffic for this long is closed and its upstreams stopped.
-    #[serde(default = "default_idle")]
-    pub session_idle_timeout_secs: u64,
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
@@ -133,21 +112,6 @@ pub struct GatewayConfig {
     pub shutdown_grace_secs: u64,
 }
 
-fn default_listen() -> SocketAddr {
-    "127.0.0.1:8080".parse().expect("valid")
-}
-fn default_path() -> String {
-    "/mcp".into()
-}
-fn default_hosts() -> Vec<String> {
-    vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into()]
-}
-fn default_max_body() -> usize {
-    4 * 1024 * 1024
-}
-fn default_idle() -> u64 {
-    3600
-}
 fn default_separator() -> String {
     "__".into()
 }
@@ -156,19 +120,6 @@ fn default_request_timeout() -> u64 {
 }
 fn default_grace() -> u64 {
     10
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig {
-            listen: default_listen(),
-            path: default_path(),
-            allowed_hosts: default_hosts(),
-            allowed_origins: Vec::new(),
-            max_body_bytes: default_max_body(),
-            session_idle_timeout_secs: default_idle(),
-        }
-    }
 }
 
 impl Default for GatewayConfig {
@@ -213,17 +164,15 @@ impl Config {
         for u in &mut config.upstreams {
             u.anchor(&config.base_dir);
         }
+        if let Some(tls) = &mut config.server.tls {
+            tls.anchor(&config.base_dir);
+        }
         config.validate().map_err(|message| ConfigError { file: file.into(), message })?;
         Ok(config)
     }
 
     fn validate(&self) -> Result<(), String> {
-        if !self.server.path.starts_with('/') {
-            return Err(format!("server.path = {:?}: must start with '/'", self.server.path));
-        }
-        if self.server.max_body_bytes < 1024 {
-            return Err("server.max_body_bytes: must be at least 1024".into());
-        }
+        self.server.validate()?;
         if self.gateway.separator.is_empty()
             || !self.gateway.separator.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
         {
