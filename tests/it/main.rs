@@ -3,6 +3,7 @@
 
 mod support;
 
+mod amplification;
 mod cli;
 mod conformance;
 mod errors;
@@ -17,5 +18,6 @@ mod secrets;
 mod server_everything;
 mod sessions;
 mod transcripts;
+mod transport_limits;
 mod transport_matrix;
 mod upstream_failures;

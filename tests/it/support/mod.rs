@@ -3,6 +3,7 @@
 pub mod deps;
 pub mod http_client;
 pub mod process;
+pub mod raw_http;
 pub mod stdio_client;
 
 pub use deps::*;
