@@ -146,11 +146,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let state = http::HttpState::new(registry.clone(), config.server.clone());
     let app = http::router(state);
-    if config.server.tls.is_some() {
-        anyhow::bail!("server.tls: not supported by this build yet");
-    }
-    let handshake: Option<listener::Handshake> = None;
-    let scheme = "http";
+    let handshake = match &config.server.tls {
+        Some(tls) => Some(crate::transport::downstream::tls::handshake(tls).map_err(|e| anyhow::anyhow!(e))?),
+        None => None,
+    };
+    let scheme = if handshake.is_some() { "https" } else { "http" };
     // Tests and scripts read the bound address from this line (port 0 picks a free port).
     println!("listening on {scheme}://{addr}{}", config.server.path);
     let _ = std::io::stdout().flush();

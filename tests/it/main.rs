@@ -17,6 +17,7 @@ mod process_leak;
 mod secrets;
 mod server_everything;
 mod sessions;
+mod tls;
 mod transcripts;
 mod transport_limits;
 mod transport_matrix;
