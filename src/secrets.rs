@@ -175,6 +175,57 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Replaces an upstream's own resolved credentials wherever that upstream echoes them (its
+/// replies, notifications, stderr): a server that prints its API key must not hand it to the
+/// client or the logs. Matches the raw value and its JSON-escaped form; values shorter than
+/// [`Scrubber::MIN_LEN`] are not searched (they would match ordinary text).
+#[derive(Debug, Default, Clone)]
+pub struct Scrubber {
+    needles: Vec<Secret>,
+}
+
+impl Scrubber {
+    pub const MIN_LEN: usize = 8;
+    pub const MARKER: &'static str = "[redacted:upstream-credential]";
+
+    pub fn new<'a>(secrets: impl IntoIterator<Item = &'a Secret>) -> Scrubber {
+        let mut needles = Vec::new();
+        for secret in secrets {
+            let raw = secret.expose();
+            if raw.len() < Self::MIN_LEN {
+                continue;
+            }
+            needles.push(secret.clone());
+            // Inside a JSON string the value may be escaped (quotes, backslashes, controls).
+            let json = serde_json::to_string(raw).unwrap_or_default();
+            let escaped = json.get(1..json.len().saturating_sub(1)).unwrap_or_default();
+            if escaped != raw {
+                needles.push(Secret(escaped.to_string()));
+            }
+        }
+        // Longest first, so a value that contains another is replaced whole.
+        needles.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
+        needles.dedup();
+        Scrubber { needles }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.needles.is_empty()
+    }
+
+    /// `text` with every credential replaced by [`Scrubber::MARKER`]; `None` if none was there.
+    pub fn scrub(&self, text: &str) -> Option<String> {
+        if !self.needles.iter().any(|n| text.contains(n.expose())) {
+            return None;
+        }
+        let mut out = text.to_string();
+        for n in &self.needles {
+            out = out.replace(n.expose(), Self::MARKER);
+        }
+        Some(out)
+    }
+}
+
 /// Whether a header or environment variable name says it carries a credential. Such names may
 /// not take a plain literal in config: the secret would sit in a file meant to be shared.
 pub fn names_a_credential(name: &str) -> bool {
@@ -246,6 +297,22 @@ mod tests {
         assert!(v.resolve().unwrap_err().contains("empty"));
         let e = SecretValue::Env("TOLLGATE_SURELY_UNSET_VAR".into()).resolve().unwrap_err();
         assert!(e.contains("TOLLGATE_SURELY_UNSET_VAR"), "{e}");
+    }
+
+    #[test]
+    fn scrubbing_replaces_raw_and_json_escaped_credentials() {
+        let plain = Secret("s3cr3t-value-123".into());
+        let quoted = Secret("pa\"ss\\word-xyz".into());
+        let short = Secret("abc".into());
+        let s = Scrubber::new([&plain, &quoted, &short]);
+        assert_eq!(s.scrub("nothing here"), None);
+        let out = s.scrub("key=s3cr3t-value-123; abc").unwrap();
+        assert_eq!(out, format!("key={}; abc", Scrubber::MARKER), "short values are left alone");
+        let json = serde_json::json!({ "text": quoted.expose() }).to_string();
+        let out = s.scrub(&json).unwrap();
+        assert!(!out.contains("word-xyz"), "{out}");
+        assert!(serde_json::from_str::<serde_json::Value>(&out).is_ok(), "still JSON: {out}");
+        assert!(!format!("{s:?}").contains("s3cr3t"));
     }
 
     #[test]

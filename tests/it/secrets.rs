@@ -86,6 +86,10 @@ async fn upstream_secrets_reach_only_their_upstream_and_never_show() {
     let reply = client.call_tool("local__get_env", json!({"name": "TG_IT_UPSTREAM_TOKEN"})).await;
     assert_eq!(first_text(&reply["result"]), "<unset>", "{reply}");
     replies.push(vec![reply]);
+    // An upstream that echoes its own credential hands it to no one.
+    let reply = client.call_tool("local__get_env", json!({"name": "FIXTURE_TOKEN"})).await;
+    assert_eq!(first_text(&reply["result"]), tollgate::secrets::Scrubber::MARKER, "{reply}");
+    replies.push(vec![reply]);
 
     // Rotation: the file is read again when a connection starts (a new session here).
     let rotated = planted("rotated");

@@ -14,7 +14,7 @@ use super::Dispatcher;
 use crate::error::Error;
 use crate::jsonrpc::{Frame, Kind};
 use crate::mcp;
-use crate::secrets::SecretValue;
+use crate::secrets::{Scrubber, Secret, SecretValue};
 use crate::transport::sse::SseParser;
 use futures::StreamExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -51,8 +51,10 @@ impl HttpWire {
         client: reqwest::Client,
         dispatcher: Arc<Dispatcher>,
     ) -> Result<HttpWire, Error> {
-        let headers = resolve_headers(headers)
+        let (headers, secrets) = resolve_headers(headers)
             .map_err(|reason| Error::UpstreamUnavailable { upstream: upstream.to_string(), reason })?;
+        // An upstream that echoes its credentials (an error quoting the request) hands them to no one.
+        dispatcher.set_scrubber(Arc::new(Scrubber::new(&secrets)));
         Ok(HttpWire {
             upstream: upstream.to_string(),
             url: url.to_string(),
@@ -169,8 +171,10 @@ impl HttpWire {
     }
 }
 
-fn resolve_headers(configured: &BTreeMap<String, SecretValue>) -> Result<HeaderMap, String> {
+/// The configured headers, resolved, and the values that came from references.
+fn resolve_headers(configured: &BTreeMap<String, SecretValue>) -> Result<(HeaderMap, Vec<Secret>), String> {
     let mut headers = HeaderMap::new();
+    let mut secrets = Vec::new();
     for (name, value) in configured {
         let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("headers.{name}: invalid name"))?;
         let secret = value.resolve().map_err(|e| format!("headers.{name} ({value}): {e}"))?;
@@ -179,8 +183,11 @@ fn resolve_headers(configured: &BTreeMap<String, SecretValue>) -> Result<HeaderM
             .map_err(|_| format!("headers.{name} ({value}): the value is not a valid HTTP header value"))?;
         v.set_sensitive(true);
         headers.insert(header, v);
+        if value.is_reference() {
+            secrets.push(secret);
+        }
     }
-    Ok(headers)
+    Ok((headers, secrets))
 }
 
 struct PostContext {

@@ -8,21 +8,27 @@
 //! it, kept to async-signal-safe system calls with nothing allocated after the fork.
 
 use crate::config::{ProcessLimits, UpstreamConfig};
+use crate::secrets::Secret;
 use nix::sys::resource::{Resource, getrlimit, rlim_t, setrlimit};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 
 /// The child's whole environment: inherited variables the upstream's allowlist names, then its
 /// configured `env` with references resolved now (so a rotated secret file is read again on
-/// every start). Errors name the variable and its reference, never a value.
-pub fn environment(config: &UpstreamConfig) -> Result<BTreeMap<OsString, OsString>, String> {
+/// every start). Also returns the values that came from references, for scrubbing. Errors name
+/// the variable and its reference, never a value.
+pub fn environment(config: &UpstreamConfig) -> Result<(BTreeMap<OsString, OsString>, Vec<Secret>), String> {
     let mut env: BTreeMap<OsString, OsString> =
         std::env::vars_os().filter(|(name, _)| name.to_str().is_some_and(|n| config.inherits(n))).collect();
+    let mut secrets = Vec::new();
     for (name, value) in &config.env {
         let secret = value.resolve().map_err(|e| format!("env.{name} ({value}): {e}"))?;
         env.insert(name.into(), secret.expose().into());
+        if value.is_reference() {
+            secrets.push(secret);
+        }
     }
-    Ok(env)
+    Ok((env, secrets))
 }
 
 /// One limit to apply in the child: (resource, soft, hard).
@@ -93,7 +99,8 @@ mod tests {
         let mut u = UpstreamConfig { name: "a".into(), command: Some("x".into()), ..Default::default() };
         u.inherit_env = vec!["CARGO_PKG_*".into()];
         u.env.insert("MODE".into(), SecretValue::literal("fast"));
-        let env = environment(&u).unwrap();
+        let (env, secrets) = environment(&u).unwrap();
+        assert!(secrets.is_empty(), "a literal is not a secret to scrub");
         assert_eq!(env.get(&OsString::from("MODE")), Some(&OsString::from("fast")));
         assert!(env.contains_key(&OsString::from("PATH")));
         // Set by cargo for tests, so present in our environment, and not allowlisted.

@@ -12,6 +12,7 @@ use super::{Dispatcher, sandbox};
 use crate::config::{ProcessLimits, UpstreamConfig};
 use crate::error::Error;
 use crate::jsonrpc::Frame;
+use crate::secrets::Scrubber;
 use futures::StreamExt;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -40,7 +41,10 @@ impl StdioWire {
     pub fn spawn(config: &UpstreamConfig, dispatcher: Arc<Dispatcher>) -> Result<StdioWire, Error> {
         let program = config.command.as_deref().unwrap_or_default();
         let unavailable = |reason: String| Error::UpstreamUnavailable { upstream: config.name.clone(), reason };
-        let env = sandbox::environment(config).map_err(unavailable)?;
+        let (env, secrets) = sandbox::environment(config).map_err(unavailable)?;
+        // Before the child can say anything: what it echoes of its credentials is scrubbed.
+        let scrubber = Arc::new(Scrubber::new(&secrets));
+        dispatcher.set_scrubber(scrubber.clone());
         // Explicit, so the child never depends on where the gateway happened to be started
         // from without the config saying so; checked here so a missing directory is not
         // reported as a missing program.
@@ -96,7 +100,7 @@ impl StdioWire {
         let child = Arc::new(Mutex::new(Some(child)));
         let exit = ExitWatch { child: child.clone(), limits: config.limits };
         tokio::spawn(read_stdout(config.name.clone(), stdout, dispatcher, exit));
-        tokio::spawn(log_stderr(config.name.clone(), stderr));
+        tokio::spawn(log_stderr(config.name.clone(), stderr, scrubber));
         Ok(StdioWire { upstream: config.name.clone(), tx, pgid, child })
     }
 
@@ -200,11 +204,14 @@ async fn read_stdout(name: String, stdout: tokio::process::ChildStdout, dispatch
     dispatcher.close(reason);
 }
 
-async fn log_stderr(name: String, stderr: tokio::process::ChildStderr) {
+async fn log_stderr(name: String, stderr: tokio::process::ChildStderr, scrubber: Arc<Scrubber>) {
     let mut lines = FramedRead::new(stderr, LinesCodec::new_with_max_length(MAX_STDERR_LINE));
     while let Some(line) = lines.next().await {
         match line {
-            Ok(line) => tracing::info!(upstream = %name, "stderr: {line}"),
+            Ok(line) => {
+                let line = scrubber.scrub(&line).unwrap_or(line);
+                tracing::info!(upstream = %name, "stderr: {line}")
+            }
             Err(LinesCodecError::MaxLineLengthExceeded) => {}
             Err(_) => break,
         }
