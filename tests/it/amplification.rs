@@ -283,3 +283,37 @@ async fn waiting_on_an_upstream_is_not_idleness() {
     assert_eq!(n, 0, "nothing more was sent");
     assert!(started.elapsed() < Duration::from_secs(8), "idle keep-alive held for {:?}", started.elapsed());
 }
+
+/// A stdio client that writes requests and never reads its replies is pushed back (the gateway
+/// stops reading its stdin) instead of having replies pile up in the gateway's memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdio_client_that_never_reads_is_pushed_back() {
+    let mut client = StdioClient::spawn(&["--", fixture_bin()]);
+    client.initialize(json!({})).await;
+    let pid = client.child.id().expect("running") as i32;
+    let before = raw_http::rss_kib(pid);
+    // Write until a write stays blocked: the gateway stopped reading (back-pressure reached us).
+    let mut written = 0usize;
+    let pushed_back = loop {
+        let line = format!(r#"{{"jsonrpc":"2.0","id":"p{written}","method":"ping"}}"#);
+        match tokio::time::timeout(Duration::from_secs(2), client.send_raw(&line)).await {
+            Ok(()) => written += 1,
+            Err(_) => break true,
+        }
+        if written == 200_000 {
+            break false;
+        }
+    };
+    assert!(pushed_back, "{written} requests written and the gateway still reads: unbounded buffering");
+    assert_bounded(pid, before, "unread replies");
+    // Reading again releases it: every complete request gets its reply (a result, or -31014 for
+    // those past the in-flight limit), the interrupted last line is ended, and the gateway serves.
+    for _ in 0..written {
+        let reply = client.recv().await;
+        assert!(reply["result"] == json!({}) || reply["error"]["code"] == -31014, "{reply}");
+    }
+    client.send_raw("").await;
+    let reply = client.request("ping", json!({})).await;
+    assert_eq!(reply["result"], json!({}), "{reply}");
+    eprintln!("pushed back after {written} unread requests");
+}
