@@ -54,7 +54,8 @@ pub struct ServerConfig {
     /// POST requests handled at once, across all sessions; more get 503 with a JSON-RPC error.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight_requests: usize,
-    /// Requests in flight on one session (HTTP and stdio); more get a JSON-RPC error at once.
+    /// Requests in flight on one stdio or 2025-11-25 session; more get a JSON-RPC error at once.
+    /// (Stateless 2026-07-28 clients share sessions; `max_in_flight_requests` bounds them.)
     #[serde(default = "default_max_per_session")]
     pub max_in_flight_per_session: usize,
     /// HTTP sessions (2025-11-25 and 2026-07-28 conversations) alive at once; each may start

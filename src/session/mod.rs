@@ -345,7 +345,10 @@ impl Session {
         if inflight.contains_key(&ctx.key) {
             return Err(Error::DuplicateRequestId(id.to_string()).to_jsonrpc(Some(id)));
         }
-        if inflight.len() >= self.shared.max_in_flight_per_session {
+        // Not for a stateless session: unrelated 2026-07-28 clients share it (and pick its key),
+        // so a per-session cap would only set them against each other; the global HTTP cap
+        // (max_in_flight_requests) bounds them instead.
+        if !self.id.starts_with(registry::STATELESS_PREFIX) && inflight.len() >= self.shared.max_in_flight_per_session {
             let limit = self.shared.max_in_flight_per_session;
             return Err(Error::Overloaded(format!(
                 "this session already has {limit} requests in flight (server.max_in_flight_per_session); wait for replies before sending more"

@@ -24,6 +24,9 @@ pub const EVICTABLE_AFTER: Duration = Duration::from_secs(30);
 
 static FULL: Throttle = Throttle::new();
 
+/// What the ids of stateless (2026-07-28) sessions start with.
+pub const STATELESS_PREFIX: &str = "st-";
+
 /// The `_meta` key a 2026-07-28 client may use to keep conversations apart.
 pub const CONVERSATION_META: &str = "dev.tollgate/conversationId";
 
@@ -211,5 +214,5 @@ pub fn stateless_id(principal: &str, conversation: Option<&str>) -> String {
     h.update(principal.as_bytes());
     h.update([0]);
     h.update(conversation.unwrap_or("").as_bytes());
-    format!("st-{}", &hex(&h.finalize())[..40])
+    format!("{STATELESS_PREFIX}{}", &hex(&h.finalize())[..40])
 }
