@@ -72,7 +72,9 @@ async fn a_child_over_its_memory_limit_fails_cleanly() {
         "fx",
         fixture_bin(),
         &[],
-        "tool_prefix = \"\"\n[upstream.limits]\nmemory_mb = 96\nopen_files = 64",
+        // Thread stacks count against RLIMIT_DATA: pin the fixture's runtime to two workers so
+        // the limit means the same on a machine with many cores.
+        "tool_prefix = \"\"\nenv = { TOKIO_WORKER_THREADS = \"2\" }\n[upstream.limits]\nmemory_mb = 96\nopen_files = 64",
     );
     std::fs::write(&config, upstream).unwrap();
     let mut client = StdioClient::spawn(&["--config", config.to_str().unwrap()]);
