@@ -72,6 +72,10 @@ pub enum Error {
     /// Valid credentials without a role the endpoint requires (HTTP 403 `insufficient_scope`).
     #[error("the presented credentials lack the required scope {scope:?}")]
     InsufficientScope { scope: String },
+    /// A capacity limit of the gateway (connections, requests in flight, sessions, buffered
+    /// bytes) was reached; the message names the limit. Retrying later may succeed.
+    #[error("{0}")]
+    Overloaded(String),
 }
 
 impl From<crate::session::store::StoreError> for Error {
@@ -105,6 +109,7 @@ pub mod code {
     pub const SESSION_STOPPED: i64 = -31013;
     pub const UNAUTHENTICATED: i64 = -31014;
     pub const INSUFFICIENT_SCOPE: i64 = -31015;
+    pub const OVERLOADED: i64 = -31016;
 }
 
 impl Error {
@@ -119,7 +124,9 @@ impl Error {
             | Error::HeaderMismatch(_)
             | Error::UnsupportedProtocolVersion { .. }
             | Error::Unauthenticated(_)
-            | Error::InsufficientScope { .. } => Source::Client,
+            | Error::InsufficientScope { .. }
+            // Load the clients cause; logged (throttled) where it is detected, not per reply.
+            | Error::Overloaded(_) => Source::Client,
             Error::UpstreamUnavailable { .. } | Error::UpstreamTimeout { .. } | Error::UpstreamProtocol { .. } => {
                 Source::Upstream
             }
@@ -161,6 +168,7 @@ impl Error {
             Error::SessionStopped => code::SESSION_STOPPED,
             Error::Unauthenticated(_) => code::UNAUTHENTICATED,
             Error::InsufficientScope { .. } => code::INSUFFICIENT_SCOPE,
+            Error::Overloaded(_) => code::OVERLOADED,
         }
     }
 
@@ -178,6 +186,7 @@ impl Error {
             Error::RateLimited { .. } => "rate_limited",
             Error::SessionPaused { .. } => "paused",
             Error::OutputWithheld { .. } => "withheld",
+            Error::Overloaded(_) => "overloaded",
             _ => "error",
         }
     }
@@ -250,7 +259,7 @@ impl Error {
             Error::MethodNotFound(_) => http::StatusCode::NOT_FOUND,
             Error::Unauthenticated(_) => http::StatusCode::UNAUTHORIZED,
             Error::InsufficientScope { .. } => http::StatusCode::FORBIDDEN,
-            Error::ShuttingDown => http::StatusCode::SERVICE_UNAVAILABLE,
+            Error::ShuttingDown | Error::Overloaded(_) => http::StatusCode::SERVICE_UNAVAILABLE,
             _ => http::StatusCode::OK,
         }
     }

@@ -16,9 +16,8 @@ use crate::session::registry::Registry;
 use crate::session::request_state::StateKey;
 use crate::session::store::SessionStore;
 use crate::session::{self, Session, Shared};
-use crate::transport::downstream::{http, stdio};
+use crate::transport::downstream::{http, listener, stdio};
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,6 +113,7 @@ fn shared(
             None => StateKey::random(),
         },
         cost: Arc::new(crate::cost::CostModel::from_config(&config.cost).map_err(|e| anyhow::anyhow!(e))?),
+        max_in_flight_per_session: config.server.max_in_flight_per_session,
     }))
 }
 
@@ -123,6 +123,9 @@ fn http_client() -> anyhow::Result<reqwest::Client> {
     reqwest::Client::builder()
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(90))
+        // A redirect would carry the upstream's configured credentials to wherever it points
+        // (and make the gateway fetch URLs an upstream chooses); MCP endpoints do not redirect.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .context("building the upstream HTTP client")
 }
@@ -154,7 +157,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // HTTP sessions carry their caller's principal; this default names nobody.
     let nobody = (crate::auth::ANONYMOUS.to_string(), Roles::none());
     let shared = shared(&config, config.all_upstreams(), policy, nobody, store, pins, http_client()?)?;
-    let registry = Arc::new(Registry::new(shared));
+    let registry = Arc::new(Registry::new(shared).with_max_sessions(config.server.max_sessions));
     let admin = match &config.admin {
         Some(admin) => Some(crate::admin::serve(admin, &config.base_dir, registry.clone()).await?),
         None => None,
@@ -167,8 +170,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let auth = Arc::new(Authenticator::from_config(&config, addr).await?);
     let state = http::HttpState::new(registry.clone(), config.server.clone(), auth);
     let app = http::router(state);
+    let handshake = match &config.server.tls {
+        Some(tls) => Some(crate::transport::downstream::tls::handshake(tls).map_err(|e| anyhow::anyhow!(e))?),
+        None => None,
+    };
+    let scheme = if handshake.is_some() { "https" } else { "http" };
     // Tests and scripts read the bound address from this line (port 0 picks a free port).
-    println!("listening on http://{addr}{}", config.server.path);
+    println!("listening on {scheme}://{addr}{}", config.server.path);
     let _ = std::io::stdout().flush();
     tracing::info!(
         %addr,
@@ -179,14 +187,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     );
 
     let stop = CancellationToken::new();
-    // Without TCP_NODELAY small SSE writes meet delayed ACKs: ~40 ms per request.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = tokio::spawn({
-        let stop = stop.clone();
-        async move { axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await }
-    });
+    let settings = listener::Settings::from_config(&config.server);
+    let server = tokio::spawn(listener::serve(listener, app, settings, handshake, stop.clone()));
     let reaper = tokio::spawn({
         let registry = registry.clone();
         let idle = Duration::from_secs(config.server.session_idle_timeout_secs);
@@ -230,11 +232,14 @@ async fn drain(registry: &Registry, grace: Duration) {
 }
 
 /// `tollgate stdio -- CMD ARGS`: one client on our stdin/stdout, `CMD` (plus any configured
-/// upstreams) behind it.
-pub async fn stdio(config: Config, command: Vec<String>) -> anyhow::Result<()> {
+/// upstreams) behind it. `inherit_env` names the variables `CMD` gets from our environment
+/// besides the default allowlist (`--inherit-env`).
+pub async fn stdio(config: Config, command: Vec<String>, inherit_env: Vec<String>) -> anyhow::Result<()> {
     let mut upstreams = Vec::new();
     if !command.is_empty() {
-        upstreams.push(UpstreamConfig::from_command(&command));
+        let mut wrapped = UpstreamConfig::from_command(&command);
+        wrapped.inherit_env = inherit_env;
+        upstreams.push(wrapped);
     }
     upstreams.extend(config.upstreams.iter().cloned());
     if upstreams.is_empty() {

@@ -43,6 +43,11 @@ enum Command {
         /// Write the audit log here (overrides the config's `audit.file`).
         #[arg(long)]
         audit: Option<PathBuf>,
+        /// Pass this variable of our environment to COMMAND (repeatable; `PREFIX*` for a
+        /// prefix). COMMAND otherwise gets only PATH, HOME, USER, LOGNAME, LANG, LC_ALL,
+        /// LC_CTYPE, TZ and TMPDIR: credentials in the client's environment stay out unless named.
+        #[arg(long = "inherit-env", value_name = "NAME")]
+        inherit_env: Vec<String>,
         /// The upstream server's command and arguments.
         #[arg(last = true)]
         command: Vec<String>,
@@ -410,7 +415,7 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime.block_on(tollgate::gateway::serve(config))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Stdio { config, policy, allow_writes, audit, command } => {
+        Command::Stdio { config, policy, allow_writes, audit, inherit_env, command } => {
             let mut config = match config {
                 Some(path) => match load(&path) {
                     Ok(c) => c,
@@ -429,7 +434,16 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("tollgate: usage: tollgate stdio [--config FILE] -- COMMAND [ARGS...]");
                 return Ok(ExitCode::from(2));
             }
-            runtime.block_on(tollgate::gateway::stdio(config, command))?;
+            if let Some(bad) = inherit_env.iter().find(|n| {
+                let body = n.strip_suffix('*').unwrap_or(n);
+                body.is_empty() || !body.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            }) {
+                eprintln!(
+                    "tollgate: --inherit-env {bad:?}: use a variable name (A-Z a-z 0-9 _), optionally ending in *"
+                );
+                return Ok(ExitCode::from(2));
+            }
+            runtime.block_on(tollgate::gateway::stdio(config, command, inherit_env))?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -1,9 +1,8 @@
 //! `[memory]`: opt-in long-term memory, a per-principal key-value space the gateway serves itself
 //! as an upstream of built-in tools (so policy, audit and namespacing treat it like any other).
 
-use super::{ProtocolChoice, UpstreamConfig};
+use super::UpstreamConfig;
 use serde::Deserialize;
-use std::collections::BTreeMap;
 
 /// Largest key, in bytes (UTF-8): keys are names, not payloads.
 pub const MAX_KEY_BYTES: usize = 256;
@@ -64,17 +63,10 @@ impl MemoryConfig {
     pub fn upstream(&self) -> Option<UpstreamConfig> {
         self.enabled.then(|| UpstreamConfig {
             name: self.name.clone(),
-            command: None,
-            args: Vec::new(),
-            env: BTreeMap::new(),
-            cwd: None,
-            url: None,
-            headers: BTreeMap::new(),
-            protocol: ProtocolChoice::Auto,
-            tool_prefix: None,
             // It runs in-process: there is nothing to be down, and store failures answer per call.
             required: false,
             builtin: Some(Builtin::Memory { max_value_bytes: self.max_value_bytes }),
+            ..UpstreamConfig::default()
         })
     }
 }

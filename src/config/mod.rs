@@ -5,17 +5,19 @@
 pub mod auth;
 pub mod cost;
 pub mod memory;
+pub mod server;
 pub mod state;
+pub mod upstream;
 
 pub use auth::{AuthConfig, AuthMode};
 pub use cost::{CostConfig, PriceConfig};
 pub use memory::{Builtin, MemoryConfig};
 use serde::Deserialize;
+pub use server::{ServerConfig, TlsConfig};
 pub use state::{AdminConfig, ApprovalsConfig, SessionsConfig, StoreBackend, StoreConfig};
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+pub use upstream::{DEFAULT_INHERIT_ENV, ProcessLimits, ProtocolChoice, UpstreamConfig};
 
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -106,28 +108,6 @@ impl PolicyConfig {
     }
 }
 
-/// The downstream Streamable HTTP listener.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerConfig {
-    /// Loopback by default: exposing the gateway on a network is an explicit choice.
-    #[serde(default = "default_listen")]
-    pub listen: SocketAddr,
-    #[serde(default = "default_path")]
-    pub path: String,
-    /// Host header values accepted (port ignored); `"*"` accepts any. Guards against DNS rebinding.
-    #[serde(default = "default_hosts")]
-    pub allowed_hosts: Vec<String>,
-    /// Origins accepted besides loopback ones (`http://localhost:*` etc.); `"*"` accepts any.
-    #[serde(default)]
-    pub allowed_origins: Vec<String>,
-    #[serde(default = "default_max_body")]
-    pub max_body_bytes: usize,
-    /// A 2025-11-25 session with no traffic for this long is closed and its upstreams stopped.
-    #[serde(default = "default_idle")]
-    pub session_idle_timeout_secs: u64,
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
@@ -142,93 +122,6 @@ pub struct GatewayConfig {
     pub shutdown_grace_secs: u64,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
-pub enum ProtocolChoice {
-    /// Probe `server/discover`, fall back to `initialize`.
-    #[default]
-    #[serde(rename = "auto")]
-    Auto,
-    #[serde(rename = "2025-11-25")]
-    Stateful,
-    #[serde(rename = "2026-07-28")]
-    Stateless,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpstreamConfig {
-    pub name: String,
-    /// stdio upstream: the program to spawn.
-    pub command: Option<String>,
-    #[serde(default)]
-    pub args: Vec<String>,
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    pub cwd: Option<PathBuf>,
-    /// Streamable HTTP upstream: the MCP endpoint URL.
-    pub url: Option<String>,
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    #[serde(default)]
-    pub protocol: ProtocolChoice,
-    /// Prefix for this upstream's tool and prompt names; defaults to `name`; `""` for none.
-    pub tool_prefix: Option<String>,
-    /// Fail closed: a session cannot start while this upstream is down. Default: fail open.
-    #[serde(default)]
-    pub required: bool,
-    /// Served inside the gateway (long-term memory). Never read from TOML, so a config file cannot
-    /// declare an upstream without a transport by accident; `[memory]` adds this one.
-    #[serde(skip)]
-    pub builtin: Option<Builtin>,
-}
-
-impl UpstreamConfig {
-    pub fn prefix(&self) -> &str {
-        self.tool_prefix.as_deref().unwrap_or(&self.name)
-    }
-    /// An upstream for `tollgate stdio -- CMD ARGS`: transparent names, fail closed.
-    pub fn from_command(command: &[String]) -> UpstreamConfig {
-        UpstreamConfig {
-            name: "upstream".into(),
-            command: Some(command[0].clone()),
-            args: command[1..].to_vec(),
-            env: BTreeMap::new(),
-            cwd: None,
-            url: None,
-            headers: BTreeMap::new(),
-            protocol: ProtocolChoice::Auto,
-            tool_prefix: Some(String::new()),
-            required: true,
-            builtin: None,
-        }
-    }
-    pub fn describe(&self) -> String {
-        if let Some(Builtin::Memory { .. }) = self.builtin {
-            return "built-in memory".into();
-        }
-        match (&self.command, &self.url) {
-            (Some(c), _) => format!("stdio `{c}`"),
-            (_, Some(u)) => format!("http {u}"),
-            _ => "unconfigured".into(),
-        }
-    }
-}
-
-fn default_listen() -> SocketAddr {
-    "127.0.0.1:8080".parse().expect("valid")
-}
-fn default_path() -> String {
-    "/mcp".into()
-}
-fn default_hosts() -> Vec<String> {
-    vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into()]
-}
-fn default_max_body() -> usize {
-    4 * 1024 * 1024
-}
-fn default_idle() -> u64 {
-    3600
-}
 fn default_separator() -> String {
     "__".into()
 }
@@ -237,19 +130,6 @@ fn default_request_timeout() -> u64 {
 }
 fn default_grace() -> u64 {
     10
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig {
-            listen: default_listen(),
-            path: default_path(),
-            allowed_hosts: default_hosts(),
-            allowed_origins: Vec::new(),
-            max_body_bytes: default_max_body(),
-            session_idle_timeout_secs: default_idle(),
-        }
-    }
 }
 
 impl Default for GatewayConfig {
@@ -291,17 +171,18 @@ impl Config {
         let mut config: Config =
             toml::from_str(text).map_err(|e| ConfigError { file: file.into(), message: e.to_string() })?;
         config.base_dir = Path::new(file).parent().map(Path::to_path_buf).unwrap_or_default();
+        for u in &mut config.upstreams {
+            u.anchor(&config.base_dir);
+        }
+        if let Some(tls) = &mut config.server.tls {
+            tls.anchor(&config.base_dir);
+        }
         config.validate().map_err(|message| ConfigError { file: file.into(), message })?;
         Ok(config)
     }
 
     fn validate(&self) -> Result<(), String> {
-        if !self.server.path.starts_with('/') {
-            return Err(format!("server.path = {:?}: must start with '/'", self.server.path));
-        }
-        if self.server.max_body_bytes < 1024 {
-            return Err("server.max_body_bytes: must be at least 1024".into());
-        }
+        self.server.validate()?;
         if self.gateway.separator.is_empty()
             || !self.gateway.separator.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
         {
@@ -332,9 +213,7 @@ impl Config {
         let mut prefixes = std::collections::HashSet::new();
         for (i, u) in self.upstreams.iter().enumerate() {
             let key = format!("upstream[{i}] (name = {:?})", u.name);
-            if u.name.is_empty() || !u.name.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c)) {
-                return Err(format!("{key}: name must be non-empty and use only A-Z a-z 0-9 _ -"));
-            }
+            u.validate(&key)?;
             if !names.insert(&u.name) {
                 return Err(format!("{key}: another upstream already has this name"));
             }
@@ -343,34 +222,6 @@ impl Config {
                     "{key}: tool_prefix {:?} is used by another upstream; give each upstream its own prefix",
                     u.prefix()
                 ));
-            }
-            match (&u.command, &u.url) {
-                (Some(_), Some(_)) => {
-                    return Err(format!("{key}: set either `command` (stdio) or `url` (HTTP), not both"));
-                }
-                (None, None) => return Err(format!("{key}: set `command` (stdio upstream) or `url` (HTTP upstream)")),
-                (Some(c), None) if c.is_empty() => return Err(format!("{key}: command is empty")),
-                (None, Some(url)) => {
-                    let ok = url
-                        .parse::<http::Uri>()
-                        .ok()
-                        .is_some_and(|u| matches!(u.scheme_str(), Some("http") | Some("https")) && u.host().is_some());
-                    if !ok {
-                        return Err(format!("{key}: url = {url:?} is not an http(s) URL"));
-                    }
-                    if url.starts_with("https") {
-                        return Err(format!(
-                            "{key}: https upstreams are not supported by this build yet; use http on loopback or a TLS sidecar"
-                        ));
-                    }
-                }
-                _ => {}
-            }
-            if u.command.is_none() && (!u.args.is_empty() || !u.env.is_empty() || u.cwd.is_some()) {
-                return Err(format!("{key}: args, env and cwd only apply to stdio upstreams (with `command`)"));
-            }
-            if u.url.is_none() && !u.headers.is_empty() {
-                return Err(format!("{key}: headers only apply to HTTP upstreams (with `url`)"));
             }
         }
         if self.memory.enabled && (names.contains(&self.memory.name) || prefixes.contains(self.memory.name.as_str())) {

@@ -67,6 +67,9 @@ pub struct Shared {
     pub state_key: request_state::StateKey,
     /// Measures and prices tool calls (`[cost]`).
     pub cost: Arc<crate::cost::CostModel>,
+    /// Requests one session may have in flight (`server.max_in_flight_per_session`): each holds
+    /// a task and an upstream request, so one client cannot pile up work without bound.
+    pub max_in_flight_per_session: usize,
 }
 
 impl Shared {
@@ -90,6 +93,7 @@ impl Shared {
             decisions: Default::default(),
             state_key: request_state::StateKey::random(),
             cost: Default::default(),
+            max_in_flight_per_session: 32,
         }
     }
 }
@@ -370,6 +374,16 @@ impl Session {
         let mut inflight = self.inflight.lock().expect("inflight lock");
         if inflight.contains_key(&ctx.key) {
             return Err(Error::DuplicateRequestId(id.to_string()).to_jsonrpc(Some(id)));
+        }
+        // Not for a stateless session: unrelated 2026-07-28 clients share it (and pick its key),
+        // so a per-session cap would only set them against each other; the global HTTP cap
+        // (max_in_flight_requests) bounds them instead.
+        if !self.id.starts_with(registry::STATELESS_PREFIX) && inflight.len() >= self.shared.max_in_flight_per_session {
+            let limit = self.shared.max_in_flight_per_session;
+            return Err(Error::Overloaded(format!(
+                "this session already has {limit} requests in flight (server.max_in_flight_per_session); wait for replies before sending more"
+            ))
+            .to_jsonrpc(Some(id)));
         }
         inflight.insert(
             ctx.key.clone(),
@@ -1083,7 +1097,30 @@ impl Session {
             let inflight = self.inflight.lock().expect("inflight lock");
             inflight.values().filter_map(|e| e.related.clone()).find(|tx| !tx.is_closed())
         };
-        self.outbound.deliver(text, related, any_open);
+        for dropped in self.outbound.deliver(text, related, any_open) {
+            self.refuse_undelivered(dropped);
+        }
+    }
+
+    /// An upstream request the client will never see (it is not reading): answer the upstream
+    /// now, so it does not wait for a reply that cannot come. Dropped notifications need nothing.
+    fn refuse_undelivered(&self, text: String) {
+        let Ok(frame) = Frame::parse(text) else { return };
+        if frame.kind() != Kind::Request {
+            return;
+        }
+        let Some(client_id) = frame.id().map(str::to_string) else { return };
+        let Some((slot, upstream_id)) = self.server_requests.lock().expect("server_requests lock").remove(&client_id)
+        else {
+            return;
+        };
+        let error = Error::Overloaded(
+            "the client is not reading its messages; the gateway dropped this request from its full outbound queue"
+                .into(),
+        );
+        if let Some(peer) = self.slots[slot].live.lock().expect("live lock").clone() {
+            peer.send_now(error.to_jsonrpc(Some(&upstream_id)));
+        }
     }
 }
 

@@ -4,14 +4,28 @@
 //! 2026-07-28 clients send no session id: their session is keyed on the principal plus an
 //! optional conversation id the client puts in `params._meta` ([`CONVERSATION_META`]), so one
 //! principal's conversations are steered and accounted apart, and never mix with another's.
+//!
+//! At most `max_sessions` sessions live here at once (each may run upstream processes). At the
+//! limit a new session takes the place of the longest-idle one with nothing in flight, if that
+//! one has been idle for [`EVICTABLE_AFTER`]; otherwise it is refused (503), never queued.
 
 use super::store::{SessionState, hex};
 use super::{Session, Shared, new_session_id};
 use crate::error::Error;
+use crate::telemetry::Throttle;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// A session idle this long may give its place to a new one when the registry is full: clients
+/// rarely end their sessions, and a full registry must not refuse everyone for an hour.
+pub const EVICTABLE_AFTER: Duration = Duration::from_secs(30);
+
+static FULL: Throttle = Throttle::new();
+
+/// What the ids of stateless (2026-07-28) sessions start with.
+pub const STATELESS_PREFIX: &str = "st-";
 
 /// The `_meta` key a 2026-07-28 client may use to keep conversations apart.
 pub const CONVERSATION_META: &str = "dev.tollgate/conversationId";
@@ -19,11 +33,54 @@ pub const CONVERSATION_META: &str = "dev.tollgate/conversationId";
 pub struct Registry {
     shared: Arc<Shared>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    max_sessions: usize,
 }
 
 impl Registry {
     pub fn new(shared: Arc<Shared>) -> Registry {
-        Registry { shared, sessions: Mutex::new(HashMap::new()) }
+        Registry { shared, sessions: Mutex::new(HashMap::new()), max_sessions: usize::MAX }
+    }
+
+    /// At most `n` live sessions (`server.max_sessions`).
+    pub fn with_max_sessions(mut self, n: usize) -> Registry {
+        self.max_sessions = n;
+        self
+    }
+
+    /// Makes room for one more session: fine below the limit; at it, closes the longest-idle
+    /// session with nothing in flight if it has been idle long enough.
+    async fn make_room(&self) -> Result<(), Error> {
+        let victim = {
+            let sessions = self.sessions.lock().expect("sessions lock");
+            let live = sessions.values().filter(|s| !s.is_closed()).count();
+            if live < self.max_sessions {
+                return Ok(());
+            }
+            sessions
+                .values()
+                .filter(|s| !s.is_closed() && s.in_flight() == 0 && s.idle_for() >= EVICTABLE_AFTER)
+                .max_by_key(|s| s.idle_for())
+                .map(|s| s.id.clone())
+        };
+        match victim {
+            Some(id) => {
+                tracing::info!(session = %id, "closing the longest-idle session to make room (server.max_sessions)");
+                self.remove(&id).await;
+                Ok(())
+            }
+            None => {
+                if let Some(n) = FULL.hit() {
+                    tracing::warn!(
+                        limit = self.max_sessions,
+                        count = n,
+                        "new session refused: server.max_sessions reached"
+                    );
+                }
+                Err(Error::Overloaded(
+                    "too many sessions are active (server.max_sessions); retry shortly or end unused sessions".into(),
+                ))
+            }
+        }
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -31,8 +88,9 @@ impl Registry {
     }
 
     /// A new 2025-11-25 session bound to `principal`; its record is written when `initialize`
-    /// succeeds.
-    pub fn create(&self, principal: &str) -> Arc<Session> {
+    /// succeeds. At `server.max_sessions`, the longest-idle session makes room (or this fails).
+    pub async fn create(&self, principal: &str) -> Result<Arc<Session>, Error> {
+        self.make_room().await?;
         let session = Session::with_principal(
             self.shared.clone(),
             new_session_id(),
@@ -40,7 +98,7 @@ impl Registry {
             super::store::now_ms(),
         );
         self.sessions.lock().expect("sessions lock").insert(session.id.clone(), session.clone());
-        session
+        Ok(session)
     }
 
     /// The live session with this id, if this process serves it.
@@ -59,6 +117,7 @@ impl Registry {
         if record.state == SessionState::Stopped || record.principal != principal || record.client.is_none() {
             return Ok(None);
         }
+        self.make_room().await?;
         tracing::info!(session = %id, "session restored from the state store");
         Ok(Some(self.adopt(Session::restore(self.shared.clone(), record))))
     }
@@ -84,8 +143,12 @@ impl Registry {
         }
         match self.shared.store.get_session(&id).await? {
             Some(record) if record.state == SessionState::Stopped => Err(Error::SessionStopped),
-            Some(record) => Ok(self.adopt(Session::restore(self.shared.clone(), record))),
+            Some(record) => {
+                self.make_room().await?;
+                Ok(self.adopt(Session::restore(self.shared.clone(), record)))
+            }
             None => {
+                self.make_room().await?;
                 let session =
                     Session::with_principal(self.shared.clone(), id, principal.to_string(), super::store::now_ms());
                 session.persist().await?;
@@ -157,5 +220,5 @@ pub fn stateless_id(principal: &str, conversation: Option<&str>) -> String {
     h.update(principal.as_bytes());
     h.update([0]);
     h.update(conversation.unwrap_or("").as_bytes());
-    format!("st-{}", &hex(&h.finalize())[..40])
+    format!("{STATELESS_PREFIX}{}", &hex(&h.finalize())[..40])
 }

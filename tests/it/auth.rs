@@ -326,7 +326,7 @@ async fn client_tokens_never_reach_an_http_upstream() {
     let (upstream, seen) = recording_upstream().await;
     let config = format!(
         "{}{}",
-        http_upstream("rec", &upstream, "headers = { Authorization = \"Bearer upstream-own-credential\" }"),
+        http_upstream("rec", &upstream, "headers = { Authorization = \"literal:Bearer upstream-own-credential\" }"),
         auth_section("")
     );
     let gw = Listening::gateway(&config).await;

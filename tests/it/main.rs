@@ -4,19 +4,24 @@
 mod support;
 
 mod auth;
+mod amplification;
 mod cli;
 mod conformance;
 mod cost;
 mod errors;
 mod fidelity;
 mod generations;
+mod isolation;
 mod memory;
 mod multi_upstream;
 mod policy;
 mod process_leak;
+mod secrets;
 mod server_everything;
 mod sessions;
 mod store;
+mod tls;
 mod transcripts;
+mod transport_limits;
 mod transport_matrix;
 mod upstream_failures;

@@ -8,6 +8,11 @@
 //!
 //! The Protected Resource Metadata (RFC 9728) is served here too, without authentication. A POST answers with JSON unless a message related to the request must be streamed
 //! first, in which case the reply becomes an SSE stream.
+//!
+//! Capacity: a POST needs one of `max_in_flight_requests` slots before its body is read, and
+//! its body bytes come out of a budget all bodies share (`max_buffered_body_bytes`); either
+//! running out answers 503 with a JSON-RPC error, never a queue. CORS headers go only to
+//! origins in `cors_allowed_origins` (none by default).
 
 use crate::auth::{Authenticator, Identity, Rejection, challenge};
 use crate::config::ServerConfig;
@@ -16,6 +21,8 @@ use crate::jsonrpc::{Frame, FrameError, Kind};
 use crate::mcp;
 use crate::session::registry::Registry;
 use crate::session::{RequestCtx, Session};
+use crate::telemetry::Throttle;
+use crate::transport::downstream::listener::overloaded_response;
 use crate::transport::sse;
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -28,20 +35,28 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 const KEEPALIVE: Duration = Duration::from_secs(15);
+
+static OVERLOADED: Throttle = Throttle::new();
 
 pub struct HttpState {
     pub registry: Arc<Registry>,
     pub config: ServerConfig,
     pub auth: Arc<Authenticator>,
     seq: AtomicU64,
+    /// One permit per POST being handled.
+    in_flight: Arc<Semaphore>,
+    /// One permit per body byte held in memory.
+    body_budget: Arc<Semaphore>,
 }
 
 impl HttpState {
     pub fn new(registry: Arc<Registry>, config: ServerConfig, auth: Arc<Authenticator>) -> Arc<HttpState> {
-        Arc::new(HttpState { registry, config, auth, seq: AtomicU64::new(1) })
+        let in_flight = Arc::new(Semaphore::new(config.max_in_flight_requests));
+        let body_budget = Arc::new(Semaphore::new(config.max_buffered_body_bytes.min(Semaphore::MAX_PERMITS)));
+        Arc::new(HttpState { registry, config, auth, seq: AtomicU64::new(1), in_flight, body_budget })
     }
 }
 
@@ -93,13 +108,32 @@ pub fn host_allowed(config: &ServerConfig, host: Option<&str>) -> bool {
 
 pub fn origin_allowed(config: &ServerConfig, origin: Option<&str>) -> bool {
     let Some(origin) = origin else { return true }; // non-browser clients send none
-    if config.allowed_origins.iter().any(|o| o == "*" || o == origin) {
+    if config.allowed_origins.iter().any(|o| o == "*" || o == origin) || cors_allowed(config, Some(origin)) {
         return true;
     }
     let Some(rest) = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) else {
         return false;
     };
     !rest.contains('/') && is_loopback_name(host_name(rest))
+}
+
+/// CORS is opt-in per exact origin; without a match no CORS header is ever sent, so a page on
+/// another origin cannot read a reply even where the Origin check lets the request through.
+fn cors_allowed(config: &ServerConfig, origin: Option<&str>) -> bool {
+    origin.is_some_and(|o| config.cors_allowed_origins.iter().any(|c| c == o))
+}
+
+/// Request headers a browser client of MCP sends (the preflight must name them all).
+const CORS_REQUEST_HEADERS: &str =
+    "content-type, accept, authorization, mcp-session-id, mcp-protocol-version, mcp-method, mcp-name, last-event-id";
+
+fn add_cors_headers(resp: &mut Response, origin: &str) {
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(origin) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+    }
+    h.append(header::VARY, HeaderValue::from_static("Origin"));
+    h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("mcp-session-id, mcp-protocol-version"));
 }
 
 async fn check_origin_and_host(State(state): State<Arc<HttpState>>, req: Request, next: Next) -> Response {
@@ -110,11 +144,29 @@ async fn check_origin_and_host(State(state): State<Arc<HttpState>>, req: Request
         );
         return error_response(StatusCode::FORBIDDEN, &e, None);
     }
-    if !origin_allowed(&state.config, header_str(headers, "origin")) {
+    let origin = header_str(headers, "origin").map(str::to_string);
+    if !origin_allowed(&state.config, origin.as_deref()) {
         let e = Error::InvalidRequest("Origin not allowed; add it to server.allowed_origins".into());
         return error_response(StatusCode::FORBIDDEN, &e, None);
     }
-    next.run(req).await
+    let cors = cors_allowed(&state.config, origin.as_deref()).then_some(origin).flatten();
+    if let Some(origin) = &cors
+        && req.method() == Method::OPTIONS
+        && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+    {
+        let mut resp = StatusCode::NO_CONTENT.into_response();
+        add_cors_headers(&mut resp, origin);
+        let h = resp.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, DELETE"));
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static(CORS_REQUEST_HEADERS));
+        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+        return resp;
+    }
+    let mut resp = next.run(req).await;
+    if let Some(origin) = &cors {
+        add_cors_headers(&mut resp, origin);
+    }
+    resp
 }
 
 // ------------------------------------------------------------------ authentication
@@ -253,10 +305,10 @@ async fn pick_session(
     claims: &mcp::MetaClaims,
 ) -> Result<Target, Box<Response>> {
     let principal = identity.principal.as_str();
-    if frame.method() == "initialize" && frame.kind() == Kind::Request {
-        return Ok(Target::New(state.registry.create(principal)));
-    }
     let unavailable = |e: Error| Box::new(error_response(StatusCode::SERVICE_UNAVAILABLE, &e, frame.id()));
+    if frame.method() == "initialize" && frame.kind() == Kind::Request {
+        return state.registry.create(principal).await.map(Target::New).map_err(unavailable);
+    }
     if let Some(id) = header_str(headers, "mcp-session-id") {
         return match state.registry.get(id, principal).await {
             Ok(Some(s)) => Ok(Target::Existing(s)),
@@ -285,23 +337,83 @@ async fn pick_session(
     )))
 }
 
+fn overloaded(limit: &str) -> Response {
+    if let Some(n) = OVERLOADED.hit() {
+        tracing::warn!(limit, count = n, "request refused: capacity limit reached");
+    }
+    overloaded_response(&Error::Overloaded(format!("the gateway is at capacity ({limit}); retry shortly")))
+}
+
+/// Reads a body of at most `limit` bytes within `timeout`, taking its bytes from `budget` as
+/// they arrive. The permit holds them for as long as the request is handled.
+async fn read_body(
+    state: &HttpState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Bytes, Option<OwnedSemaphorePermit>), Response> {
+    let limit = state.config.max_body_bytes;
+    let too_large = || {
+        let e = Error::InvalidRequest(format!(
+            "message larger than {limit} bytes; raise server.max_body_bytes if this is expected"
+        ));
+        error_response(StatusCode::PAYLOAD_TOO_LARGE, &e, None)
+    };
+    // A declared length over the limit is refused before a byte of it is read.
+    let declared = header_str(headers, "content-length").and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let read = async {
+        let mut stream = body.into_data_stream();
+        let mut buf = bytes::BytesMut::new();
+        let mut held: Option<OwnedSemaphorePermit> = None;
+        while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+            let Ok(chunk) = chunk else {
+                let e = Error::InvalidRequest("the request body could not be read".into());
+                return Err(error_response(StatusCode::BAD_REQUEST, &e, None));
+            };
+            if buf.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            let n = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
+            match state.body_budget.clone().try_acquire_many_owned(n) {
+                Ok(p) => match &mut held {
+                    Some(h) => h.merge(p),
+                    None => held = Some(p),
+                },
+                Err(_) => return Err(overloaded("server.max_buffered_body_bytes")),
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok((buf.freeze(), held))
+    };
+    match tokio::time::timeout(state.config.body_read_timeout(), read).await {
+        Ok(r) => r,
+        Err(_) => {
+            let e = Error::InvalidRequest(format!(
+                "the request body did not arrive within {} s (server.body_read_timeout_secs)",
+                state.config.body_read_timeout_secs
+            ));
+            Err(error_response(StatusCode::REQUEST_TIMEOUT, &e, None))
+        }
+    }
+}
+
 async fn post_message(
     State(state): State<Arc<HttpState>>,
     Extension(identity): Extension<Identity>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let limit = state.config.max_body_bytes;
-    let bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
-        Err(_) => {
-            let e = Error::InvalidRequest(format!(
-                "message larger than {limit} bytes; raise server.max_body_bytes if this is expected"
-            ));
-            return error_response(StatusCode::PAYLOAD_TOO_LARGE, &e, None);
-        }
+    // Taken before the body is read: a refused request costs no buffering.
+    let Ok(_slot) = state.in_flight.clone().try_acquire_owned() else {
+        return overloaded("server.max_in_flight_requests");
     };
-    let text = match String::from_utf8(bytes.to_vec()) {
+    let (bytes, _budget) = match read_body(&state, &headers, body).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let text = match String::from_utf8(Vec::from(bytes)) {
         Ok(t) => t,
         Err(_) => return error_response(StatusCode::BAD_REQUEST, &Error::Parse("body is not UTF-8".into()), None),
     };
@@ -493,6 +605,18 @@ mod tests {
         let mut c = cfg();
         c.allowed_origins.push("https://app.example".into());
         assert!(origin_allowed(&c, Some("https://app.example")));
+        assert!(!cors_allowed(&c, Some("https://app.example")), "allowed to call is not allowed to read");
+    }
+
+    #[test]
+    fn cors_is_granted_only_to_configured_origins() {
+        let mut c = cfg();
+        assert!(!cors_allowed(&c, Some("http://localhost:5173")), "off by default, loopback too");
+        c.cors_allowed_origins.push("https://app.example".into());
+        assert!(cors_allowed(&c, Some("https://app.example")));
+        assert!(origin_allowed(&c, Some("https://app.example")), "a CORS origin may call");
+        assert!(!cors_allowed(&c, Some("https://app.example.evil")));
+        assert!(!cors_allowed(&c, None));
     }
 
     #[test]

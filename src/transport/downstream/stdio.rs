@@ -11,7 +11,7 @@ use crate::session::{RequestCtx, Session};
 use std::io::{BufRead, Write};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -107,6 +107,7 @@ pub async fn serve(session: Arc<Session>, max_message: usize, shutdown: Cancella
     let roles = session.shared().roles.clone();
 
     let tasks = TaskTracker::new();
+    let slots = Arc::new(Semaphore::new(session.shared().max_in_flight_per_session));
     loop {
         let incoming = tokio::select! {
             line = lines.recv() => line,
@@ -141,6 +142,18 @@ pub async fn serve(session: Arc<Session>, max_message: usize, shutdown: Cancella
             session.handle(frame, RequestCtx { key: String::new(), related: None, roles: roles.clone() }).await;
             continue;
         }
+        // A request holds its slot until its reply is queued for stdout, not just until it is
+        // answered: a client that writes requests and never reads its replies runs out of slots
+        // (and, once the refusals fill the stdout queue, this loop stops reading stdin) instead
+        // of piling up finished replies in memory.
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            let limit = session.shared().max_in_flight_per_session;
+            let e = Error::Overloaded(format!(
+                "this session already has {limit} requests in flight (server.max_in_flight_per_session); wait for replies before sending more"
+            ));
+            let _ = tx.send(e.to_jsonrpc(frame.id())).await;
+            continue;
+        };
         // Registered here, in arrival order: a cancellation read after this line finds it.
         let ctx = RequestCtx { key: frame.id().unwrap_or_default().to_string(), related: None, roles: roles.clone() };
         let ticket = match session.register(&frame, &ctx) {
@@ -158,6 +171,7 @@ pub async fn serve(session: Arc<Session>, max_message: usize, shutdown: Cancella
             if let Some(reply) = session.run_registered(frame, ctx, ticket).await {
                 let _ = tx.send(reply).await;
             }
+            drop(slot);
         });
     }
     tasks.close();

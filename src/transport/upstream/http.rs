@@ -4,13 +4,20 @@
 //! 2025-11-25 upstreams get the `Mcp-Session-Id` they issued and `MCP-Protocol-Version` on every
 //! request, plus a GET stream for messages not tied to a request. 2026-07-28 upstreams get the
 //! `Mcp-Method`/`Mcp-Name` headers mirrored from the body.
+//!
+//! The only headers an upstream sees are the ones built here: its configured `headers`
+//! (credentials resolved from their references when the connection starts) and the protocol's
+//! own. Nothing from the client's HTTP request (its `Authorization`, cookies) is ever copied: a
+//! client token is for the gateway, never passed through.
 
 use super::Dispatcher;
 use crate::error::Error;
 use crate::jsonrpc::{Frame, Kind};
 use crate::mcp;
+use crate::secrets::{Scrubber, Secret, SecretValue};
 use crate::transport::sse::SseParser;
 use futures::StreamExt;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,7 +34,8 @@ struct State {
 pub struct HttpWire {
     upstream: String,
     url: String,
-    headers: BTreeMap<String, String>,
+    /// Resolved configured headers, values marked sensitive (never printed by `Debug`).
+    headers: HeaderMap,
     client: reqwest::Client,
     dispatcher: Arc<Dispatcher>,
     state: Arc<Mutex<State>>,
@@ -39,21 +47,27 @@ impl HttpWire {
         self.state.lock().expect("state lock").session_id.clone()
     }
 
+    /// Resolves the configured headers now (a rotated secret file is read again on every
+    /// connection); a missing one fails the connection, naming the reference.
     pub fn new(
         upstream: &str,
         url: &str,
-        headers: &BTreeMap<String, String>,
+        headers: &BTreeMap<String, SecretValue>,
         client: reqwest::Client,
         dispatcher: Arc<Dispatcher>,
-    ) -> HttpWire {
-        HttpWire {
+    ) -> Result<HttpWire, Error> {
+        let (headers, secrets) = resolve_headers(headers)
+            .map_err(|reason| Error::UpstreamUnavailable { upstream: upstream.to_string(), reason })?;
+        // An upstream that echoes its credentials (an error quoting the request) hands them to no one.
+        dispatcher.set_scrubber(Arc::new(Scrubber::new(&secrets)));
+        Ok(HttpWire {
             upstream: upstream.to_string(),
             url: url.to_string(),
-            headers: headers.clone(),
+            headers,
             client,
             dispatcher,
             state: Arc::new(Mutex::new(State::default())),
-        }
+        })
     }
 
     pub fn set_stateless(&self) {
@@ -67,10 +81,7 @@ impl HttpWire {
     }
 
     fn builder(&self, method: reqwest::Method) -> reqwest::RequestBuilder {
-        let mut b = self.client.request(method, &self.url);
-        for (k, v) in &self.headers {
-            b = b.header(k, v);
-        }
+        let mut b = self.client.request(method, &self.url).headers(self.headers.clone());
         let s = self.state.lock().expect("state lock");
         if let Some(id) = &s.session_id {
             b = b.header("mcp-session-id", id);
@@ -163,6 +174,25 @@ impl HttpWire {
             let _ = tokio::time::timeout(Duration::from_secs(2), req.send()).await;
         }
     }
+}
+
+/// The configured headers, resolved, and the values that came from references.
+fn resolve_headers(configured: &BTreeMap<String, SecretValue>) -> Result<(HeaderMap, Vec<Secret>), String> {
+    let mut headers = HeaderMap::new();
+    let mut secrets = Vec::new();
+    for (name, value) in configured {
+        let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("headers.{name}: invalid name"))?;
+        let secret = value.resolve().map_err(|e| format!("headers.{name} ({value}): {e}"))?;
+        // The error names the reference only: the value may be the secret itself.
+        let mut v = HeaderValue::from_str(secret.expose())
+            .map_err(|_| format!("headers.{name} ({value}): the value is not a valid HTTP header value"))?;
+        v.set_sensitive(true);
+        headers.insert(header, v);
+        if value.is_reference() {
+            secrets.push(secret);
+        }
+    }
+    Ok((headers, secrets))
 }
 
 struct PostContext {

@@ -7,12 +7,14 @@
 
 pub mod builtin;
 pub mod http;
+pub mod sandbox;
 pub mod stdio;
 
 use crate::config::{ProtocolChoice, UpstreamConfig};
 use crate::error::Error;
 use crate::jsonrpc::{self, Frame, Kind};
 use crate::mcp::lifecycle::{self, ClientHello, ServerHello};
+use crate::secrets::Scrubber;
 pub use builtin::BuiltinContext;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,6 +49,8 @@ pub struct Dispatcher {
     early: Mutex<Vec<(Frame, Option<RelatedSink>)>>,
     closed: CancellationToken,
     close_reason: OnceLock<String>,
+    /// This connection's own credentials, replaced wherever the upstream echoes them.
+    scrubber: OnceLock<Arc<Scrubber>>,
 }
 
 impl Dispatcher {
@@ -58,7 +62,30 @@ impl Dispatcher {
             early: Mutex::new(Vec::new()),
             closed: CancellationToken::new(),
             close_reason: OnceLock::new(),
+            scrubber: OnceLock::new(),
         })
+    }
+
+    /// Set by the wire before it reads anything from the upstream.
+    pub fn set_scrubber(&self, scrubber: Arc<Scrubber>) {
+        if !scrubber.is_empty() {
+            let _ = self.scrubber.set(scrubber);
+        }
+    }
+
+    /// The frame with this upstream's credentials replaced; `None` if that broke it (a value
+    /// spanning JSON structure), in which case it is not passed on.
+    fn scrub(&self, frame: Frame) -> Option<Frame> {
+        let Some(scrubber) = self.scrubber.get() else { return Some(frame) };
+        let Some(text) = scrubber.scrub(frame.as_str()) else { return Some(frame) };
+        tracing::warn!(upstream = %self.upstream, "the upstream echoed one of its own credentials; replaced it");
+        match Frame::parse(text) {
+            Ok(frame) => Some(frame),
+            Err(_) => {
+                tracing::warn!(upstream = %self.upstream, "dropping a message that carried a credential");
+                None
+            }
+        }
     }
 
     /// Attaches the session's sink and hands it what arrived before.
@@ -72,6 +99,7 @@ impl Dispatcher {
 
     /// A frame arrived from upstream. `via` is the request whose HTTP response carried it.
     pub fn dispatch(&self, frame: Frame, via: Option<u64>) {
+        let Some(frame) = self.scrub(frame) else { return };
         if frame.kind() == Kind::Response {
             let id = frame.id().and_then(|i| i.parse::<u64>().ok());
             let call = id.and_then(|id| self.pending.lock().expect("pending lock").remove(&id));
@@ -202,7 +230,7 @@ impl Peer {
             (Some(kind), _, _) => Wire::Builtin(builtin::BuiltinWire::new(kind, local, dispatcher.clone())),
             (None, Some(_), _) => Wire::Stdio(stdio::StdioWire::spawn(config, dispatcher.clone())?),
             (None, _, Some(url)) => {
-                Wire::Http(http::HttpWire::new(&config.name, url, &config.headers, http.clone(), dispatcher.clone()))
+                Wire::Http(http::HttpWire::new(&config.name, url, &config.headers, http.clone(), dispatcher.clone())?)
             }
             _ => return Err(Error::Internal(format!("upstream {} has no transport", config.name))),
         };

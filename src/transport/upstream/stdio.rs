@@ -3,11 +3,16 @@
 //! Invariants: the child runs in its own process group, so stopping it also stops whatever it
 //! spawned (`npx` → `node`); the group is killed when the wire is shut down or dropped, so no
 //! child outlives its session. stderr goes to our logs, never to a client.
+//!
+//! The child starts confined (see `sandbox`): only allowlisted variables of the gateway's
+//! environment plus its configured `env`, an explicit working directory, optional resource
+//! limits, no new privileges.
 
-use super::Dispatcher;
-use crate::config::UpstreamConfig;
+use super::{Dispatcher, sandbox};
+use crate::config::{ProcessLimits, UpstreamConfig};
 use crate::error::Error;
 use crate::jsonrpc::Frame;
+use crate::secrets::Scrubber;
 use futures::StreamExt;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -28,27 +33,41 @@ pub struct StdioWire {
     upstream: String,
     tx: mpsc::UnboundedSender<String>,
     pgid: Option<Pid>,
-    child: Mutex<Option<Child>>,
+    /// Shared with the stdout reader, which reads the exit status to say why the child ended.
+    child: Arc<Mutex<Option<Child>>>,
 }
 
 impl StdioWire {
     pub fn spawn(config: &UpstreamConfig, dispatcher: Arc<Dispatcher>) -> Result<StdioWire, Error> {
         let program = config.command.as_deref().unwrap_or_default();
+        let unavailable = |reason: String| Error::UpstreamUnavailable { upstream: config.name.clone(), reason };
+        let (env, secrets) = sandbox::environment(config).map_err(unavailable)?;
+        // Before the child can say anything: what it echoes of its credentials is scrubbed.
+        let scrubber = Arc::new(Scrubber::new(&secrets));
+        dispatcher.set_scrubber(scrubber.clone());
+        // Explicit, so the child never depends on where the gateway happened to be started
+        // from without the config saying so; checked here so a missing directory is not
+        // reported as a missing program.
+        let cwd = match &config.cwd {
+            Some(dir) => dir.clone(),
+            None => std::env::current_dir()
+                .map_err(|e| unavailable(format!("cannot read the gateway's working directory: {e}")))?,
+        };
+        if !cwd.is_dir() {
+            return Err(unavailable(format!("working directory {} does not exist", cwd.display())));
+        }
         let mut cmd = Command::new(program);
         cmd.args(&config.args)
-            .envs(&config.env)
+            .env_clear()
+            .envs(env)
+            .current_dir(&cwd)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .process_group(0);
-        if let Some(cwd) = &config.cwd {
-            cmd.current_dir(cwd);
-        }
-        let mut child = cmd.spawn().map_err(|e| Error::UpstreamUnavailable {
-            upstream: config.name.clone(),
-            reason: format!("cannot start `{program}`: {e}"),
-        })?;
+        sandbox::confine(&mut cmd, &config.limits);
+        let mut child = cmd.spawn().map_err(|e| unavailable(format!("cannot start `{program}`: {e}")))?;
         let pgid = child.id().map(|id| Pid::from_raw(id as i32));
         tracing::info!(upstream = %config.name, pid = ?child.id(), program, "started stdio upstream");
 
@@ -78,9 +97,11 @@ impl StdioWire {
                 }
             }
         });
-        tokio::spawn(read_stdout(config.name.clone(), stdout, dispatcher));
-        tokio::spawn(log_stderr(config.name.clone(), stderr));
-        Ok(StdioWire { upstream: config.name.clone(), tx, pgid, child: Mutex::new(Some(child)) })
+        let child = Arc::new(Mutex::new(Some(child)));
+        let exit = ExitWatch { child: child.clone(), limits: config.limits };
+        tokio::spawn(read_stdout(config.name.clone(), stdout, dispatcher, exit));
+        tokio::spawn(log_stderr(config.name.clone(), stderr, scrubber));
+        Ok(StdioWire { upstream: config.name.clone(), tx, pgid, child })
     }
 
     pub async fn send(&self, text: String) -> Result<(), Error> {
@@ -120,7 +141,47 @@ impl Drop for StdioWire {
     }
 }
 
-async fn read_stdout(name: String, stdout: tokio::process::ChildStdout, dispatcher: Arc<Dispatcher>) {
+/// What the stdout reader needs to explain the child's end.
+struct ExitWatch {
+    child: Arc<Mutex<Option<Child>>>,
+    limits: ProcessLimits,
+}
+
+impl ExitWatch {
+    /// The reason upstream calls fail with once stdout closed: the exit status if the child is
+    /// gone (it closes stdout as it dies), and a hint when a configured limit may be the cause.
+    async fn reason(&self) -> String {
+        let mut status = None;
+        // A process closes stdout a moment before it can be reaped; wait a little, bounded.
+        for _ in 0..50 {
+            let polled = match self.child.lock().expect("child lock").as_mut() {
+                Some(child) => child.try_wait().ok().flatten(),
+                None => return "the gateway stopped the upstream process".into(),
+            };
+            if polled.is_some() {
+                status = polled;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        use std::os::unix::process::ExitStatusExt;
+        let Some(status) = status else { return "the upstream process closed its stdout".into() };
+        let what = match (status.code(), status.signal()) {
+            (Some(code), _) => format!("the upstream process exited with status {code}"),
+            (None, Some(sig)) => {
+                let name = Signal::try_from(sig).map(|s| s.as_str().to_string()).unwrap_or_else(|_| sig.to_string());
+                format!("the upstream process was killed by {name}")
+            }
+            _ => "the upstream process exited".into(),
+        };
+        match sandbox::limit_hint(&self.limits, status.signal()) {
+            Some(hint) => format!("{what}; {hint}"),
+            None => what,
+        }
+    }
+}
+
+async fn read_stdout(name: String, stdout: tokio::process::ChildStdout, dispatcher: Arc<Dispatcher>, exit: ExitWatch) {
     let mut lines = FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_LINE));
     while let Some(line) = lines.next().await {
         match line {
@@ -138,15 +199,19 @@ async fn read_stdout(name: String, stdout: tokio::process::ChildStdout, dispatch
             }
         }
     }
-    tracing::info!(upstream = %name, "upstream process closed its stdout");
-    dispatcher.close("the upstream process exited".into());
+    let reason = exit.reason().await;
+    tracing::info!(upstream = %name, reason, "upstream process closed its stdout");
+    dispatcher.close(reason);
 }
 
-async fn log_stderr(name: String, stderr: tokio::process::ChildStderr) {
+async fn log_stderr(name: String, stderr: tokio::process::ChildStderr, scrubber: Arc<Scrubber>) {
     let mut lines = FramedRead::new(stderr, LinesCodec::new_with_max_length(MAX_STDERR_LINE));
     while let Some(line) = lines.next().await {
         match line {
-            Ok(line) => tracing::info!(upstream = %name, "stderr: {line}"),
+            Ok(line) => {
+                let line = scrubber.scrub(&line).unwrap_or(line);
+                tracing::info!(upstream = %name, "stderr: {line}")
+            }
             Err(LinesCodecError::MaxLineLengthExceeded) => {}
             Err(_) => break,
         }

@@ -5,6 +5,7 @@ pub mod http_client;
 pub mod operated;
 pub mod process;
 pub mod redis;
+pub mod raw_http;
 pub mod stdio_client;
 
 pub use deps::*;

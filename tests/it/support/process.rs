@@ -86,6 +86,11 @@ impl Listening {
         Listening::start_gateway(dir, config, &[]).await
     }
 
+    /// `tollgate serve` with `config` in `dir` and extra environment variables.
+    pub async fn gateway_in_with_env(dir: tempfile::TempDir, config: &str, env: &[(&str, &str)]) -> Listening {
+        Listening::start_gateway(dir, config, env).await
+    }
+
     async fn start_gateway(dir: tempfile::TempDir, config: &str, env: &[(&str, &str)]) -> Listening {
         let path = dir.path().join("tollgate.toml");
         let config = if config.contains("[server]") {

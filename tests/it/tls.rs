@@ -1,0 +1,64 @@
+//! `[server.tls]`: the listener speaks HTTPS with the configured certificate, and plain HTTP on
+//! that port gets nowhere.
+
+use crate::support::raw_http;
+use crate::support::*;
+use serde_json::json;
+use std::sync::Arc;
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{self, crypto::ring};
+
+/// A self-signed certificate for localhost/127.0.0.1 and its key, made with the openssl CLI.
+fn self_signed(dir: &std::path::Path) {
+    let status = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        // A leaf, not a CA: webpki refuses a CA certificate as a server's own.
+        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-keyout")
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("the openssl CLI is needed to make a test certificate");
+    assert!(status.success(), "openssl req failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_serves_https_with_the_configured_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    self_signed(dir.path());
+    let cert_pem = std::fs::read(dir.path().join("cert.pem")).unwrap();
+    let config = format!(
+        "[server]\n[server.tls]\ncert_file = \"cert.pem\"\nkey_file = \"key.pem\"\n{}",
+        stdio_upstream("fx", fixture_bin(), &[], "")
+    );
+    let gw = Listening::gateway_in(dir, &config).await;
+    let url = gw.url.replacen("https://", "http://", 1);
+    assert!(gw.url.starts_with("https://"), "{}", gw.url);
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(&cert_pem).unwrap()).unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    let tcp = raw_http::connect(&url).await;
+    let mut stream = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.expect("handshake");
+    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":initialize_params(json!({}))});
+    stream.write_all(&raw_http::post(&url, &init.to_string(), &[])).await.unwrap();
+    let mut reader = BufReader::new(stream);
+    let resp = raw_http::read_response(&mut reader).await.expect("a response over TLS");
+    assert_eq!(resp.status, 200, "{resp:?}");
+    assert_eq!(resp.json()["result"]["serverInfo"]["name"], "tollgate");
+
+    // Plain HTTP to the TLS port: no response, the connection is closed.
+    let (rd, mut wr) = raw_http::connect(&url).await.into_split();
+    wr.write_all(&raw_http::post(&url, &init.to_string(), &[])).await.unwrap();
+    assert!(raw_http::read_response(&mut BufReader::new(rd)).await.is_none());
+}
