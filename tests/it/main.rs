@@ -3,8 +3,8 @@
 
 mod support;
 
-mod auth;
 mod amplification;
+mod auth;
 mod cli;
 mod conformance;
 mod cost;

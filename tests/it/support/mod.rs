@@ -4,8 +4,8 @@ pub mod deps;
 pub mod http_client;
 pub mod operated;
 pub mod process;
-pub mod redis;
 pub mod raw_http;
+pub mod redis;
 pub mod stdio_client;
 
 pub use deps::*;
