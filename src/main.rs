@@ -322,8 +322,19 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     })
 }
 
+/// The async runtime: one worker per core unless `TOLLGATE_WORKER_THREADS` says otherwise (on
+/// a small machine shared with the upstreams, fewer workers mean fewer cross-thread wakeups per
+/// call; BENCHMARKS.md has the measurements).
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = std::env::var("TOLLGATE_WORKER_THREADS").ok().and_then(|v| v.parse::<usize>().ok()) {
+        builder.worker_threads(n.max(1));
+    }
+    Ok(builder.enable_all().build()?)
+}
+
 fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = runtime()?;
     match cli.command {
         Command::CheckConfig { file } => {
             let config = match load(&file) {

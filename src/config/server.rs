@@ -125,7 +125,7 @@ fn default_max_in_flight() -> usize {
     256
 }
 fn default_max_per_session() -> usize {
-    32
+    128
 }
 fn default_max_sessions() -> usize {
     256

@@ -93,7 +93,7 @@ impl Shared {
             decisions: Default::default(),
             state_key: request_state::StateKey::random(),
             cost: Default::default(),
-            max_in_flight_per_session: 32,
+            max_in_flight_per_session: 128,
         }
     }
 }
