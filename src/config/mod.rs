@@ -4,6 +4,7 @@
 
 pub mod memory;
 pub mod state;
+pub mod telemetry;
 
 pub use memory::{Builtin, MemoryConfig};
 use serde::Deserialize;
@@ -12,6 +13,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+pub use telemetry::{OtlpProtocol, TelemetryConfig};
 
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -39,6 +41,8 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     #[serde(default)]
     pub memory: MemoryConfig,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
     /// Directory of the config file; relative paths in it resolve from here.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -314,6 +318,7 @@ impl Config {
         }
         self.approvals.validate()?;
         self.memory.validate()?;
+        self.telemetry.validate()?;
         let mut names = std::collections::HashSet::new();
         let mut prefixes = std::collections::HashSet::new();
         for (i, u) in self.upstreams.iter().enumerate() {
