@@ -15,6 +15,7 @@ use crate::session::registry::Registry;
 use crate::session::request_state::StateKey;
 use crate::session::store::SessionStore;
 use crate::session::{self, Session, Shared};
+use crate::telemetry::metrics::Metrics;
 use crate::transport::downstream::{http, stdio};
 use anyhow::Context;
 use axum::serve::ListenerExt;
@@ -88,6 +89,7 @@ fn shared(
     principal: String,
     store: Arc<dyn SessionStore>,
     pins: Arc<PinStore>,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<Arc<Shared>> {
     let http = reqwest::Client::builder()
         .tcp_nodelay(true)
@@ -115,6 +117,7 @@ fn shared(
             ),
             None => StateKey::random(),
         },
+        metrics,
     }))
 }
 
@@ -135,16 +138,20 @@ async fn shutdown_signal() {
     }
 }
 
-/// `tollgate serve`: the Streamable HTTP endpoint until a signal arrives.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+/// `tollgate serve`: the Streamable HTTP endpoint until a signal arrives. Calls are counted in
+/// `metrics` (see `telemetry::init`).
+pub async fn serve(config: Config, metrics: Arc<Metrics>) -> anyhow::Result<()> {
     let (policy, _watch) = policy_handle(&config)?;
     // Until authentication arrives, HTTP callers are not identified.
     let store = open_store(&config).await?;
     let pins = Arc::new(PinStore::load(store.clone()).await.map_err(|e| anyhow::anyhow!("tool pins: {e}"))?);
-    let shared = shared(&config, config.all_upstreams(), policy, "anonymous".into(), store, pins)?;
+    let shared = shared(&config, config.all_upstreams(), policy, "anonymous".into(), store, pins, metrics)?;
     let registry = Arc::new(Registry::new(shared));
     let admin = match &config.admin {
-        Some(admin) => Some(crate::admin::serve(admin, &config.base_dir, registry.clone()).await?),
+        Some(admin) => Some(
+            crate::admin::serve(admin, &config.base_dir, registry.clone(), config.telemetry.metrics_require_token)
+                .await?,
+        ),
         None => None,
     };
     let listener = tokio::net::TcpListener::bind(config.server.listen)
@@ -217,7 +224,7 @@ async fn drain(registry: &Registry, grace: Duration) {
 
 /// `tollgate stdio -- CMD ARGS`: one client on our stdin/stdout, `CMD` (plus any configured
 /// upstreams) behind it.
-pub async fn stdio(config: Config, command: Vec<String>) -> anyhow::Result<()> {
+pub async fn stdio(config: Config, command: Vec<String>, metrics: Arc<Metrics>) -> anyhow::Result<()> {
     let mut upstreams = Vec::new();
     if !command.is_empty() {
         upstreams.push(UpstreamConfig::from_command(&command));
@@ -241,7 +248,7 @@ pub async fn stdio(config: Config, command: Vec<String>) -> anyhow::Result<()> {
     let principal = std::env::var("USER").map(|u| format!("os:{u}")).unwrap_or_else(|_| "os:unknown".into());
     let store = open_store(&config).await?;
     let pins = Arc::new(PinStore::load(store.clone()).await.map_err(|e| anyhow::anyhow!("tool pins: {e}"))?);
-    let shared = shared(&config, upstreams, policy, principal, store, pins)?;
+    let shared = shared(&config, upstreams, policy, principal, store, pins, metrics)?;
     let session = Session::new(shared, session::new_session_id());
     let stop = CancellationToken::new();
     tokio::spawn({

@@ -53,7 +53,7 @@ impl Registry {
         if record.state == SessionState::Stopped || record.principal != principal || record.client.is_none() {
             return Ok(None);
         }
-        tracing::info!(session = %id, "session restored from the state store");
+        tracing::info!(session = %crate::audit::session_handle(id), "session restored from the state store");
         Ok(Some(self.adopt(Session::restore(self.shared.clone(), record))))
     }
 
@@ -119,7 +119,7 @@ impl Registry {
             .map(|(id, _)| id.clone())
             .collect();
         for id in stale {
-            tracing::info!(session = %id, "closing idle session");
+            tracing::info!(session = %crate::audit::session_handle(&id), "closing idle session");
             self.remove(&id).await;
         }
     }

@@ -136,11 +136,11 @@ pub async fn serve(session: Arc<Session>, max_message: usize, shutdown: Cancella
         if frame.kind() != Kind::Request {
             // Handled in order, before the next line is read: a cancellation takes effect before
             // the client's next request, and a client's reply reaches its upstream promptly.
-            session.handle(frame, RequestCtx { key: String::new(), related: None }).await;
+            session.handle(frame, RequestCtx { key: String::new(), related: None, trace: None }).await;
             continue;
         }
         // Registered here, in arrival order: a cancellation read after this line finds it.
-        let ctx = RequestCtx { key: frame.id().unwrap_or_default().to_string(), related: None };
+        let ctx = RequestCtx { key: frame.id().unwrap_or_default().to_string(), related: None, trace: None };
         let ticket = match session.register(&frame, &ctx) {
             Ok(t) => t,
             Err(reply) => {
