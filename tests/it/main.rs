@@ -15,6 +15,7 @@ mod process_leak;
 mod server_everything;
 mod sessions;
 mod store;
+mod telemetry;
 mod transcripts;
 mod transport_matrix;
 mod upstream_failures;

@@ -2,6 +2,7 @@
 
 pub mod deps;
 pub mod http_client;
+pub mod otlp;
 pub mod process;
 pub mod redis;
 pub mod stdio_client;
