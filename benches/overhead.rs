@@ -6,9 +6,10 @@
 //!   flight: directly, through `tollgate serve`, through `tollgate serve` with a policy directory
 //!   and an audit log, and through a reference pass-through proxy on the same HTTP stack with
 //!   no MCP logic (this program run as `--proxy URL`), which shows what the process hop alone
-//!   costs on the machine.
-//! * stdio: `tollgate-fixture --raw` directly vs wrapped by `tollgate stdio --`; sequential
-//!   round-trip latency and pipelined throughput.
+//!   costs on the machine; and through `tollgate serve` with telemetry on (every call traced,
+//!   spans batched over OTLP/HTTP to a receiver in this program that decodes and counts them).
+//! * stdio: `tollgate-fixture --raw` directly vs wrapped by `tollgate stdio --`, with telemetry
+//!   off and on; sequential round-trip latency and pipelined throughput.
 //! * RSS of `tollgate serve` right after start, with one initialized idle session, after load.
 //! * CPU per call of the gateway and of this program for every row (from /proc), and how busy
 //!   other processes kept the machine meanwhile (rows they disturbed are listed).
@@ -199,6 +200,30 @@ async fn mini_upstream() -> String {
     let app = Router::new().route("/mcp", post(upstream_handler));
     tokio::spawn(async move { axum::serve(listener, app).await });
     format!("http://{addr}/mcp")
+}
+
+// ------------------------------------------------------------------ an OTLP receiver
+
+/// An OTLP/HTTP receiver for the telemetry rows: decodes every trace export and counts its
+/// spans (so spans the gateway dropped show), accepts metrics. Returns its base URL.
+async fn otlp_sink(spans: Arc<AtomicU64>) -> String {
+    use axum::extract::State;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+    async fn traces(State(spans): State<Arc<AtomicU64>>, body: Bytes) -> StatusCode {
+        let Ok(request) = ExportTraceServiceRequest::decode(body) else { return StatusCode::BAD_REQUEST };
+        let n: usize = request.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
+        spans.fetch_add(n as u64, Ordering::Relaxed);
+        StatusCode::OK
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind OTLP receiver");
+    let addr = listener.local_addr().expect("receiver address");
+    let app = Router::new()
+        .route("/v1/traces", post(traces))
+        .route("/v1/metrics", post(|| async { StatusCode::OK }))
+        .with_state(spans);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
 }
 
 // ------------------------------------------------------------------ a minimal proxy
@@ -1037,6 +1062,10 @@ async fn run(plan: &Plan, bins: &Bins) -> Result<(), Failures> {
         ),
     )
     .await;
+    let exported = Arc::new(AtomicU64::new(0));
+    let sink = otlp_sink(exported.clone()).await;
+    let telemetry_toml = format!("[telemetry]\nendpoint = {sink:?}\nsampling_ratio = 1.0\n");
+    let traced = Gateway::start(&bins.tollgate, &format!("{upstream_toml}{telemetry_toml}")).await;
 
     let connect = |url: String, tool: &'static str, gw: Option<&Gateway>| {
         let log = gw.map(Gateway::stderr);
@@ -1051,17 +1080,19 @@ async fn run(plan: &Plan, bins: &Bins) -> Result<(), Failures> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (rss_session, _) = rss_kib(bare.pid);
     let via_full = connect(full_stack.url.clone(), "b__echo", Some(&full_stack)).await;
+    let via_traced = connect(traced.url.clone(), "b__echo", Some(&traced)).await;
     let floor = Gateway::proxy(&upstream).await;
     let via_floor = connect(floor.url.clone(), "echo", Some(&floor)).await;
     // What sits between the load generator and the upstream, in table order.
     let fronts = [
         ("`tollgate serve`", &via_bare, bare.pid),
+        ("`tollgate serve` with telemetry (100% sampled, OTLP/HTTP)", &via_traced, traced.pid),
         ("`tollgate serve` with policy dir + audit log", &via_full, full_stack.pid),
         ("the reference proxy (axum + reqwest pass-through, no MCP logic)", &via_floor, floor.pid),
     ];
 
     // Warm-up: connections, allocator, the gateway's caches.
-    for ep in [&direct, &via_bare, &via_full, &via_floor] {
+    for ep in [&direct, &via_bare, &via_traced, &via_full, &via_floor] {
         let w = throughput(ep, 8, 0, if plan.full { 2000 } else { 50 }, None).await;
         fail.check(&format!("warm-up {}", ep.url), &w.outcome);
         if let Err(e) = ep.prefill(plan.concurrency).await {
@@ -1118,10 +1149,15 @@ async fn run(plan: &Plan, bins: &Bins) -> Result<(), Failures> {
         "",
     );
     let (b, tb) = (&via_latency[0], &via_throughput[0]);
-    drop((direct, via_bare, via_full, via_floor));
+    let (tl, tt) = (&via_latency[1], &via_throughput[1]);
+    drop((direct, via_bare, via_traced, via_full, via_floor));
     bare.stop().await;
     full_stack.stop().await;
     floor.stop().await;
+    // Stopping flushes what is still batched; the receiver then has every span the gateway kept.
+    traced.stop().await;
+    let traced_calls = (tl.outcome.ok + tt.outcome.ok) as u64;
+    let http_spans = exported.swap(0, Ordering::Relaxed);
 
     // ---------------------------------------------------------------- stdio
     let fixture = bins.fixture.as_path();
@@ -1132,7 +1168,20 @@ async fn run(plan: &Plan, bins: &Bins) -> Result<(), Failures> {
     let mut wrapped = StdioPeer::start(&bins.tollgate, &wrap_args, true)
         .await
         .map_err(|e| Failures(vec![format!("tollgate stdio: {e}")]))?;
-    for p in [&mut raw, &mut wrapped] {
+    let traced_config = policies.path().join("traced.toml");
+    std::fs::write(&traced_config, &telemetry_toml).expect("write telemetry config");
+    let traced_args = [
+        Path::new("stdio"),
+        Path::new("--config"),
+        traced_config.as_path(),
+        Path::new("--"),
+        fixture,
+        Path::new("--raw"),
+    ];
+    let mut wrapped_traced = StdioPeer::start(&bins.tollgate, &traced_args, true)
+        .await
+        .map_err(|e| Failures(vec![format!("tollgate stdio with telemetry: {e}")]))?;
+    for p in [&mut raw, &mut wrapped, &mut wrapped_traced] {
         let w = p.sequential(if plan.full { 1000 } else { 20 }).await;
         fail.check("stdio warm-up", &w.outcome);
     }
@@ -1141,30 +1190,46 @@ async fn run(plan: &Plan, bins: &Bins) -> Result<(), Failures> {
     report_latency(&mut fail, &mut noise, &what, "direct", &rd);
     let wd = wrapped.sequential(plan.sequential).await;
     report_latency(&mut fail, &mut noise, &what, "`tollgate stdio`", &wd);
+    let wtd = wrapped_traced.sequential(plan.sequential).await;
+    report_latency(&mut fail, &mut noise, &what, "`tollgate stdio` with telemetry", &wtd);
     let cpu = |u: &Usage, o: &Outcome| us(per_call(u, o).0.unwrap_or_default());
-    table.row(
-        format!("{what}, through `tollgate stdio`"),
-        lat(&rd),
-        lat(&wd),
-        format!("{} ({:.0} µs)", added(&rd, &wd), cpu(&wd.usage, &wd.outcome)),
-    );
+    for (name, w) in [("`tollgate stdio`", &wd), ("`tollgate stdio` with telemetry (100% sampled, OTLP/HTTP)", &wtd)] {
+        table.row(
+            format!("{what}, through {name}"),
+            lat(&rd),
+            lat(w),
+            format!("{} ({:.0} µs)", added(&rd, w), cpu(&w.usage, &w.outcome)),
+        );
+    }
     let what = format!("stdio `tools/call` throughput, {} calls pipelined, {} in flight", plan.pipelined, plan.window);
     let rp = raw.pipelined(plan.pipelined, plan.window).await;
     report_throughput(&mut fail, &mut noise, &what, "direct", &rp);
     let wp = wrapped.pipelined(plan.pipelined, plan.window).await;
     report_throughput(&mut fail, &mut noise, &what, "`tollgate stdio`", &wp);
-    table.row(
-        format!("{what}, through `tollgate stdio`"),
-        format!("{:.0} calls/s", rp.rate),
-        format!("{:.0} calls/s", wp.rate),
-        format!("({:.0} µs)", cpu(&wp.usage, &wp.outcome)),
-    );
+    let wtp = wrapped_traced.pipelined(plan.pipelined, plan.window).await;
+    report_throughput(&mut fail, &mut noise, &what, "`tollgate stdio` with telemetry", &wtp);
+    for (name, w) in [("`tollgate stdio`", &wp), ("`tollgate stdio` with telemetry (100% sampled, OTLP/HTTP)", &wtp)] {
+        table.row(
+            format!("{what}, through {name}"),
+            format!("{:.0} calls/s", rp.rate),
+            format!("{:.0} calls/s", w.rate),
+            format!("({:.0} µs)", cpu(&w.usage, &w.outcome)),
+        );
+    }
     raw.stop().await;
     wrapped.stop().await;
+    wrapped_traced.stop().await;
+    let stdio_calls = (wtd.outcome.ok + wtp.outcome.ok) as u64;
+    let stdio_spans = exported.swap(0, Ordering::Relaxed);
 
     println!("Machine: {}", machine());
     println!("Mode: {mode}\n");
     table.print();
+    // Each call is three spans (request, tool call, upstream hop); fewer means spans were dropped.
+    println!(
+        "\nSpans received over OTLP: HTTP {http_spans} for {traced_calls} measured calls plus warm-up; \
+         stdio {stdio_spans} for {stdio_calls} measured calls plus warm-up"
+    );
     // Smoke runs are too short for the CPU counters (10 ms ticks) to say anything.
     if plan.full && !noise.0.is_empty() {
         println!("\nOther processes were busy during some rows; those numbers are less reliable:");
@@ -1183,6 +1248,18 @@ async fn run(plan: &Plan, bins: &Bins) -> Result<(), Failures> {
         println!("- added p99 < 1 ms at {} calls/s over HTTP: {:+.0} µs, {}", plan.rate, p99, met(p99 < 1000.0));
         println!("- ≥ 10,000 tools/call per second through one gateway: {peak:.0}/s, {}", met(peak >= 10_000.0));
         println!("- idle RSS < 30 MB: {idle:.1} MiB, {}", met(idle * 1.048_576 < 30.0));
+        // Telemetry's share of the per-call overhead: what it adds over the same gateway without it.
+        let share = |with: f64, without: f64| if without > 0.0 { (with - without) / without * 100.0 } else { 0.0 };
+        let lat_share = share(us(tl.p50) - us(d.p50), p50);
+        let cpu_of = |t: &Throughput| us(per_call(&t.usage, &t.outcome).0.unwrap_or_default());
+        let cpu_share = share(cpu_of(tt), cpu_of(tb));
+        let stdio_share = share(us(wtd.p50) - us(rd.p50), us(wd.p50) - us(rd.p50));
+        println!("- telemetry adds < 20% to the added p50 over HTTP: {lat_share:+.0}%, {}", met(lat_share < 20.0));
+        println!(
+            "- telemetry adds < 20% to gateway CPU per call (HTTP throughput): {cpu_share:+.0}%, {}",
+            met(cpu_share < 20.0)
+        );
+        println!("- telemetry adds < 20% to the added p50 over stdio: {stdio_share:+.0}%, {}", met(stdio_share < 20.0));
     }
     if fail.0.is_empty() { Ok(()) } else { Err(fail) }
 }

@@ -16,6 +16,7 @@ use crate::session::registry::Registry;
 use crate::session::request_state::StateKey;
 use crate::session::store::SessionStore;
 use crate::session::{self, Session, Shared};
+use crate::telemetry::metrics::Metrics;
 use crate::transport::downstream::{http, listener, stdio};
 use anyhow::Context;
 use std::io::Write;
@@ -81,6 +82,8 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn SessionStore>
     Ok(store)
 }
 
+// Wiring: every argument is one of the gateway-wide parts `Shared` holds.
+#[allow(clippy::too_many_arguments)]
 fn shared(
     config: &Config,
     upstreams: Vec<UpstreamConfig>,
@@ -89,6 +92,7 @@ fn shared(
     store: Arc<dyn SessionStore>,
     pins: Arc<PinStore>,
     http: reqwest::Client,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<Arc<Shared>> {
     Ok(Arc::new(Shared {
         upstreams: upstreams.into_iter().map(Arc::new).collect(),
@@ -114,6 +118,7 @@ fn shared(
         },
         cost: Arc::new(crate::cost::CostModel::from_config(&config.cost).map_err(|e| anyhow::anyhow!(e))?),
         max_in_flight_per_session: config.server.max_in_flight_per_session,
+        metrics,
     }))
 }
 
@@ -147,8 +152,9 @@ async fn shutdown_signal() {
     }
 }
 
-/// `tollgate serve`: the Streamable HTTP endpoint until a signal arrives.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+/// `tollgate serve`: the Streamable HTTP endpoint until a signal arrives. Calls are counted in
+/// `metrics` (see `telemetry::init`).
+pub async fn serve(config: Config, metrics: Arc<Metrics>) -> anyhow::Result<()> {
     let (policy, _watch) = policy_handle(&config)?;
     // Before anything else starts: a network listener without [auth] refuses to run.
     Authenticator::check_listener(&config, config.server.listen)?;
@@ -156,10 +162,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let pins = Arc::new(PinStore::load(store.clone()).await.map_err(|e| anyhow::anyhow!("tool pins: {e}"))?);
     // HTTP sessions carry their caller's principal; this default names nobody.
     let nobody = (crate::auth::ANONYMOUS.to_string(), Roles::none());
-    let shared = shared(&config, config.all_upstreams(), policy, nobody, store, pins, http_client()?)?;
+    let shared = shared(&config, config.all_upstreams(), policy, nobody, store, pins, http_client()?, metrics)?;
     let registry = Arc::new(Registry::new(shared).with_max_sessions(config.server.max_sessions));
     let admin = match &config.admin {
-        Some(admin) => Some(crate::admin::serve(admin, &config.base_dir, registry.clone()).await?),
+        Some(admin) => Some(
+            crate::admin::serve(admin, &config.base_dir, registry.clone(), config.telemetry.metrics_require_token)
+                .await?,
+        ),
         None => None,
     };
     let listener = tokio::net::TcpListener::bind(config.server.listen)
@@ -234,7 +243,12 @@ async fn drain(registry: &Registry, grace: Duration) {
 /// `tollgate stdio -- CMD ARGS`: one client on our stdin/stdout, `CMD` (plus any configured
 /// upstreams) behind it. `inherit_env` names the variables `CMD` gets from our environment
 /// besides the default allowlist (`--inherit-env`).
-pub async fn stdio(config: Config, command: Vec<String>, inherit_env: Vec<String>) -> anyhow::Result<()> {
+pub async fn stdio(
+    config: Config,
+    command: Vec<String>,
+    inherit_env: Vec<String>,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<()> {
     let mut upstreams = Vec::new();
     if !command.is_empty() {
         let mut wrapped = UpstreamConfig::from_command(&command);
@@ -267,7 +281,7 @@ pub async fn stdio(config: Config, command: Vec<String>, inherit_env: Vec<String
     let store = open_store(&config).await?;
     let pins = Arc::new(PinStore::load(store.clone()).await.map_err(|e| anyhow::anyhow!("tool pins: {e}"))?);
     let identity = (principal, Roles::new(auth.stdio_roles));
-    let shared = shared(&config, upstreams, policy, identity, store, pins, http_client()?)?;
+    let shared = shared(&config, upstreams, policy, identity, store, pins, http_client()?, metrics)?;
     let session = Session::new(shared, session::new_session_id());
     let stop = CancellationToken::new();
     tokio::spawn({

@@ -275,7 +275,10 @@ enum PolicyCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tollgate::telemetry::init();
+    // A gateway sets up its logs with its exporters, once its config is read.
+    if !matches!(cli.command, Command::Serve { .. } | Command::Stdio { .. }) {
+        tollgate::telemetry::init_logs();
+    }
     match try_main(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -313,6 +316,15 @@ where
             ExitCode::from(1)
         }
     }
+}
+
+/// Logs and exporters for a gateway process; inside the runtime's context, which gRPC export needs.
+fn start_telemetry(
+    runtime: &tokio::runtime::Runtime,
+    config: &Config,
+) -> anyhow::Result<tollgate::telemetry::Telemetry> {
+    let _context = runtime.enter();
+    tollgate::telemetry::init(&config.telemetry).map_err(|e| anyhow::anyhow!(e))
 }
 
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
@@ -423,7 +435,11 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(addr) = listen {
                 config.server.listen = addr;
             }
-            runtime.block_on(tollgate::gateway::serve(config))?;
+            let telemetry = start_telemetry(&runtime, &config)?;
+            let served = runtime.block_on(tollgate::gateway::serve(config, telemetry.metrics()));
+            // After the runtime stops serving, before it is dropped: the last spans still go out.
+            telemetry.shutdown();
+            served?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Stdio { config, policy, allow_writes, audit, inherit_env, command } => {
@@ -454,7 +470,10 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
                 return Ok(ExitCode::from(2));
             }
-            runtime.block_on(tollgate::gateway::stdio(config, command, inherit_env))?;
+            let telemetry = start_telemetry(&runtime, &config)?;
+            let served = runtime.block_on(tollgate::gateway::stdio(config, command, inherit_env, telemetry.metrics()));
+            telemetry.shutdown();
+            served?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -9,6 +9,8 @@
 //! - `GET  /v1/approvals`, `POST /v1/approvals/{id}/approve|deny` (body `{"reason": "..."}`
 //!   optional; header `X-Tollgate-Operator` names who decided, for the audit trail)
 //! - `GET  /v1/pins`, `POST /v1/pins/{upstream}/{tool}/approve`
+//! - `GET  /metrics`: Prometheus (OpenMetrics text); the token too unless
+//!   `telemetry.metrics_require_token = false`
 
 mod approvals;
 mod pins;
@@ -33,6 +35,8 @@ pub struct AdminState {
     pub registry: Arc<Registry>,
     /// SHA-256 of the token: compared in constant time, and the token itself is not kept.
     token_digest: [u8; 32],
+    /// `GET /metrics` needs the token too.
+    metrics_need_token: bool,
 }
 
 /// Starts the admin listener; the task ends with the process.
@@ -40,9 +44,11 @@ pub async fn serve(
     config: &AdminConfig,
     base_dir: &Path,
     registry: Arc<Registry>,
+    metrics_need_token: bool,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let token = crate::secrets::resolve(&config.token, base_dir).map_err(|e| anyhow::anyhow!("admin.token: {e}"))?;
-    let state = Arc::new(AdminState { registry, token_digest: Sha256::digest(token.as_bytes()).into() });
+    let state =
+        Arc::new(AdminState { registry, token_digest: Sha256::digest(token.as_bytes()).into(), metrics_need_token });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {} (admin.listen)", config.listen))?;
@@ -60,7 +66,7 @@ pub async fn serve(
 }
 
 pub fn router(state: Arc<AdminState>) -> Router {
-    Router::new()
+    let guarded = Router::new()
         .route("/v1/health", get(health))
         .route("/v1/sessions", get(sessions::list))
         .route("/v1/sessions/{id}", get(sessions::show))
@@ -69,9 +75,26 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/approvals/{id}", get(approvals::show))
         .route("/v1/approvals/{id}/{action}", post(approvals::decide))
         .route("/v1/pins", get(pins::list))
-        .route("/v1/pins/{upstream}/{tool}/approve", post(pins::approve))
-        .layer(middleware::from_fn_with_state(state.clone(), require_token))
-        .with_state(state)
+        .route("/v1/pins/{upstream}/{tool}/approve", post(pins::approve));
+    // A route is guarded when it is added before the token layer.
+    let metrics_route = Router::new().route("/metrics", get(metrics));
+    if state.metrics_need_token {
+        guarded
+            .merge(metrics_route)
+            .layer(middleware::from_fn_with_state(state.clone(), require_token))
+            .with_state(state)
+    } else {
+        guarded
+            .layer(middleware::from_fn_with_state(state.clone(), require_token))
+            .merge(metrics_route)
+            .with_state(state)
+    }
+}
+
+/// Prometheus metrics: counters and histograms by upstream, tool, decision and rule.
+async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
+    let body = state.registry.shared().metrics.render();
+    ([(axum::http::header::CONTENT_TYPE, crate::telemetry::metrics::CONTENT_TYPE)], body).into_response()
 }
 
 /// A JSON error body with a message that says what to fix.

@@ -7,6 +7,7 @@ pub mod cost;
 pub mod memory;
 pub mod server;
 pub mod state;
+pub mod telemetry;
 pub mod upstream;
 
 pub use auth::{AuthConfig, AuthMode};
@@ -17,6 +18,7 @@ pub use server::{ServerConfig, TlsConfig};
 pub use state::{AdminConfig, ApprovalsConfig, SessionsConfig, StoreBackend, StoreConfig};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+pub use telemetry::{OtlpProtocol, TelemetryConfig};
 pub use upstream::{DEFAULT_INHERIT_ENV, ProcessLimits, ProtocolChoice, UpstreamConfig};
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -51,6 +53,8 @@ pub struct Config {
     /// Token estimate and prices for cost attribution.
     #[serde(default)]
     pub cost: CostConfig,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
     /// Directory of the config file; relative paths in it resolve from here.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -209,6 +213,7 @@ impl Config {
             auth.validate()?;
         }
         self.cost.validate()?;
+        self.telemetry.validate()?;
         let mut names = std::collections::HashSet::new();
         let mut prefixes = std::collections::HashSet::new();
         for (i, u) in self.upstreams.iter().enumerate() {

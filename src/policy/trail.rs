@@ -54,6 +54,9 @@ pub struct Trail {
 
 impl Trail {
     pub fn record(&self, layer: &'static str, decision: &'static str, d: &Decision) {
+        // An event on the call's span when tracing is on (and a log line at debug). Never the
+        // reason: it can quote argument values.
+        tracing::debug!(target: crate::telemetry::DECISION_TARGET, layer, decision, rule = %d.rule, "policy decision");
         self.entries.lock().expect("trail lock").push(TrailEntry {
             layer,
             decision,

@@ -83,6 +83,7 @@ struct Unregister<'a>(&'a Session, String);
 impl Drop for Unregister<'_> {
     fn drop(&mut self) {
         self.0.shared.decisions.unregister(&self.1);
+        self.0.shared.metrics.approvals_changed(-1);
     }
 }
 
@@ -95,8 +96,9 @@ impl Session {
         let store = self.shared.store.clone();
         store.put_approval(&record).await?;
         let id = record.id.clone();
-        tracing::info!(session = %self.id, approval = %id, tool = ask.tool, rule = ask.rule, "call waiting for approval");
+        tracing::info!(session = %self.handle, approval = %id, tool = ask.tool, rule = ask.rule, "call waiting for approval");
         let notify = self.shared.decisions.register(&id);
+        self.shared.metrics.approvals_changed(1);
         let _unregister = Unregister(self, id.clone());
         let deadline = tokio::time::Instant::now() + timeout;
 
@@ -166,7 +168,7 @@ impl Session {
     pub async fn ask_through_input_required(&self, ask: ApprovalAsk<'_>, args_digest: &str) -> Result<String, Error> {
         let record = self.pending_approval(&ask);
         self.shared.store.put_approval(&record).await?;
-        tracing::info!(session = %self.id, approval = %record.id, tool = ask.tool, "approval asked through input_required");
+        tracing::info!(session = %self.handle, approval = %record.id, tool = ask.tool, "approval asked through input_required");
         let state = ApprovalState {
             approval: record.id.clone(),
             session: crate::audit::session_handle(&self.id),

@@ -88,7 +88,7 @@ impl Session {
         let started = Instant::now();
         let deadline = tokio::time::Instant::from_std(started + self.shared.sessions.pause_max_wait());
         let paused = || Error::SessionPaused { waited: started.elapsed() };
-        tracing::info!(session = %self.id, "call held: session paused");
+        tracing::info!(session = %self.handle, "call held: session paused");
         // One held call at a time looks at the state; the rest queue behind it (the lock is fair).
         let _turn = tokio::time::timeout_at(deadline, self.pause_queue.lock()).await.map_err(|_| paused())?;
         loop {
@@ -125,7 +125,7 @@ impl Session {
             self.close().await;
         }
         self.state_changed.notify_waiters();
-        tracing::info!(session = %self.id, state = state.as_str(), "session state set by an operator");
+        tracing::info!(session = %self.handle, state = state.as_str(), "session state set by an operator");
         Ok(known)
     }
 

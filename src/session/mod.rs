@@ -28,6 +28,8 @@ use crate::mcp::{self, names};
 use crate::policy::handle::PolicyHandle;
 use crate::policy::stack::{ToolCall, ToolCallService};
 use crate::policy::{Policy, Roles, ToolDefinition};
+use crate::telemetry::metrics::{self, CallRecord, Metrics};
+use crate::telemetry::trace::{self as telemetry, TraceHeaders};
 use crate::transport::upstream::{BuiltinContext, Peer, RelatedSink};
 use catalog::{Catalog, ListKind, Route};
 use outbound::Outbound;
@@ -70,6 +72,8 @@ pub struct Shared {
     /// Requests one session may have in flight (`server.max_in_flight_per_session`): each holds
     /// a task and an upstream request, so one client cannot pile up work without bound.
     pub max_in_flight_per_session: usize,
+    /// Counters and histograms for `GET /metrics` (and OTLP when configured).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Shared {
@@ -94,6 +98,7 @@ impl Shared {
             state_key: request_state::StateKey::random(),
             cost: Default::default(),
             max_in_flight_per_session: 128,
+            metrics: Arc::new(Metrics::new()),
         }
     }
 }
@@ -107,6 +112,9 @@ pub struct RequestCtx {
     /// The roles of the identity that sent this request: lists are filtered and calls decided
     /// with them (the principal is fixed per session).
     pub roles: Roles,
+    /// Trace context the transport carried (HTTP `traceparent` headers), read only when
+    /// tracing is on; `params._meta.traceparent` takes precedence.
+    pub trace: Option<TraceHeaders>,
 }
 
 struct Inflight {
@@ -142,6 +150,8 @@ struct UpstreamList {
 
 pub struct Session {
     pub id: String,
+    /// The digest handle logs, spans and audit records show instead of the id.
+    handle: String,
     /// Who this session's calls are attributed to; fixed at creation.
     principal: String,
     created_ms: u64,
@@ -181,6 +191,17 @@ pub struct Ticket {
 /// Removes an in-flight entry however the request ends (unless a cancellation already did and
 /// a new request now uses the key).
 struct InflightGuard<'a>(&'a Session, String, u64);
+impl Drop for Session {
+    fn drop(&mut self) {
+        // A session that was closed was counted out then.
+        if !self.closed.is_cancelled() {
+            self.shared.metrics.sessions_changed(-1);
+            // Ends the tasks that watch its upstream connections.
+            self.closed.cancel();
+        }
+    }
+}
+
 impl Drop for InflightGuard<'_> {
     fn drop(&mut self) {
         let mut inflight = self.0.inflight.lock().expect("inflight lock");
@@ -234,7 +255,9 @@ impl Session {
                 lists: Mutex::new(HashMap::new()),
             })
             .collect();
+        shared.metrics.sessions_changed(1);
         Arc::new_cyclic(|me| Session {
+            handle: crate::audit::session_handle(&id),
             id,
             principal,
             created_ms,
@@ -286,6 +309,11 @@ impl Session {
         &self.principal
     }
 
+    /// The session's digest handle (what logs, spans and audit records name it by).
+    pub fn audit_handle(&self) -> &str {
+        &self.handle
+    }
+
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
@@ -315,6 +343,7 @@ impl Session {
             return;
         }
         self.closed.cancel();
+        self.shared.metrics.sessions_changed(-1);
         for entry in self.inflight.lock().expect("inflight lock").values() {
             entry.cancel.cancel();
         }
@@ -331,7 +360,7 @@ impl Session {
         futures::future::join_all(peers.iter().map(|p| p.shutdown())).await;
         self.flush_bookkeeping().await;
         self.outbound.detach();
-        tracing::info!(session = %self.id, "session closed");
+        tracing::info!(session = %self.handle, "session closed");
     }
 
     // ---------------------------------------------------------------- client → gateway
@@ -403,22 +432,26 @@ impl Session {
         let id = frame.id().unwrap_or("null").to_string();
         let Ticket { serial, cancel } = ticket;
         let _guard = InflightGuard(self, ctx.key.clone(), serial);
-        let span = tracing::debug_span!("request", session = %self.id, method = %frame.method());
+        let span = telemetry::request_span(&frame, &self.handle, &self.principal, ctx.trace.as_ref());
         let outcome = tokio::select! {
-            r = tracing::Instrument::instrument(self.dispatch_request(&frame, ctx.related, &ctx.roles), span) => Some(r),
+            r = tracing::Instrument::instrument(self.dispatch_request(&frame, ctx.related, &ctx.roles), span.clone()) => Some(r),
             _ = cancel.cancelled() => None,
         };
         let outcome = match outcome {
+            // An operator's stop ends the call whichever way it noticed first (its cancellation,
+            // or the upstream connection the stop closed): say so.
+            Some(Err(_)) | None if self.stopped.load(Ordering::Acquire) => Err(Error::SessionStopped),
             Some(o) => o,
-            // Cancelled: by the client (nothing to say), or by an operator's stop (say so).
-            None if self.stopped.load(Ordering::Acquire) => Err(Error::SessionStopped),
+            // Cancelled by the client: nothing to say.
             None => return None,
         };
         match outcome {
             Ok(reply) => Some(reply),
             Err(e) => {
+                telemetry::record_error(&span, e.code());
                 if e.source_kind() == crate::error::Source::Upstream {
-                    tracing::warn!(session = %self.id, method = %frame.method(), error = %e, "request failed upstream");
+                    let _entered = span.enter();
+                    tracing::warn!(session = %self.handle, method = %frame.method(), error = %e, "request failed upstream");
                 }
                 Some(e.to_jsonrpc(Some(&id)))
             }
@@ -463,7 +496,13 @@ impl Session {
         let method = frame.method();
         match method {
             "tools/call" => {
-                let (route, upstream_frame, public) = self.resolve_named(frame, ListKind::Tools, roles).await?;
+                let (route, upstream_frame, public) = match self.resolve_named(frame, ListKind::Tools, roles).await {
+                    Ok(resolved) => resolved,
+                    Err(e) => {
+                        self.count_unroutable_call(&e);
+                        return Err(e);
+                    }
+                };
                 // One targeted read of `params.arguments` (raw), parsed once for the policy layers.
                 let arguments_text = crate::cost::arguments_text(frame);
                 let arguments = match arguments_text {
@@ -495,18 +534,52 @@ impl Session {
                     admission: None,
                     input,
                 };
+                let span = telemetry::tool_call_span(&telemetry::ToolCallSpan {
+                    session: &self.handle,
+                    principal: &self.principal,
+                    upstream: &upstream,
+                    tool: &public,
+                    upstream_tool: &route.original,
+                    jsonrpc_id: frame.id(),
+                });
                 let started = Instant::now();
-                let result = self.shared.tool_stack.clone().oneshot(call).await;
+                let stack = self.shared.tool_stack.clone().oneshot(call);
+                let result = tracing::Instrument::instrument(stack, span.clone()).await;
+                let latency = started.elapsed();
                 let deciding = trail.deciding();
-                let denied = deciding.as_ref().is_some_and(|d| d.decision == "deny");
                 let cost = self.shared.cost.settle(&trail, &upstream, &tool_name, input, &result);
+                let decision = deciding.as_ref().map_or("allow", |d| d.decision);
+                let outcome = if decision == "deny" { "denied" } else { crate::audit::outcome_of(&result) };
+                let rule = deciding.map(|d| d.rule);
+                telemetry::record_tool_call(&span, decision, rule.as_deref(), outcome);
+                self.shared.metrics.record_call(&CallRecord {
+                    upstream: &upstream,
+                    tool: &route.original,
+                    decision,
+                    outcome,
+                    rule: rule.as_deref(),
+                    latency,
+                    redactions: trail.redactions(),
+                });
+                span.in_scope(|| {
+                    tracing::info!(
+                        session = %self.handle,
+                        upstream = %upstream,
+                        tool = %public,
+                        decision,
+                        rule = rule.as_deref(),
+                        outcome,
+                        latency_us = latency.as_micros() as u64,
+                        "tool call"
+                    )
+                });
                 let summary = store::CallSummary {
                     at_ms: store::now_ms(),
                     upstream: upstream.clone(),
                     tool: public,
-                    outcome: if denied { "denied" } else { crate::audit::outcome_of(&result) }.into(),
-                    rule: deciding.map(|d| d.rule),
-                    latency_ms: started.elapsed().as_millis() as u64,
+                    outcome: outcome.into(),
+                    rule,
+                    latency_ms: latency.as_millis() as u64,
                     bytes_in: cost.bytes_in,
                     bytes_out: cost.bytes_out,
                     tokens_in: cost.tokens_in,
@@ -551,6 +624,23 @@ impl Session {
         }
     }
 
+    /// A `tools/call` no catalog could route (unknown or hidden tool, malformed params, lists
+    /// unavailable): counted under "unknown", never under the name the client sent.
+    fn count_unroutable_call(&self, e: &Error) {
+        let unknown = matches!(e, Error::UnknownTool(_));
+        let decision = if unknown { "deny" } else { "none" };
+        self.shared.metrics.record_call(&CallRecord {
+            upstream: metrics::UNKNOWN,
+            tool: metrics::UNKNOWN,
+            decision,
+            outcome: e.outcome(),
+            rule: unknown.then_some("unknown_tool"),
+            latency: Duration::ZERO,
+            redactions: 0,
+        });
+        tracing::info!(session = %self.handle, decision, outcome = e.outcome(), code = e.code(), "tool call not routed");
+    }
+
     async fn handle_notification(&self, frame: Frame) {
         match frame.method() {
             // The gateway did its own handshake with every upstream.
@@ -587,7 +677,7 @@ impl Session {
         }
         let target = self.server_requests.lock().expect("server_requests lock").remove(id);
         let Some((slot, upstream_id)) = target else {
-            tracing::debug!(session = %self.id, id, "dropping a reply to no upstream request");
+            tracing::debug!(session = %self.handle, id, "dropping a reply to no upstream request");
             return;
         };
         let peer = self.slots[slot].peer.lock().await.clone();
@@ -650,7 +740,7 @@ impl Session {
                 Ok(peer) => hellos.push(peer.hello().clone()),
                 Err(e) if slot.config.required => return Err(e),
                 Err(e) => {
-                    tracing::warn!(session = %self.id, upstream = %slot.config.name, error = %e, "upstream left out (fail-open)")
+                    tracing::warn!(session = %self.handle, upstream = %slot.config.name, error = %e, "upstream left out (fail-open)")
                 }
             }
         }
@@ -664,11 +754,12 @@ impl Session {
             return Ok(peer.clone());
         }
         let mut current = s.peer.lock().await;
+        let replaces_lost = current.is_some();
         if let Some(peer) = current.as_ref() {
             if !peer.is_closed() {
                 return Ok(peer.clone());
             }
-            tracing::warn!(session = %self.id, upstream = %s.config.name, "upstream connection lost; reconnecting");
+            tracing::warn!(session = %self.handle, upstream = %s.config.name, "upstream connection lost; reconnecting");
         }
         if self.is_closed() {
             return Err(Error::ShuttingDown);
@@ -696,9 +787,16 @@ impl Session {
                 }));
                 *current = Some(peer.clone());
                 *s.live.lock().expect("live lock") = Some(peer.clone());
+                let metrics = &self.shared.metrics;
+                metrics.upstream_up(&s.config.name, true);
+                if replaces_lost {
+                    metrics.upstream_restarted(&s.config.name);
+                }
+                self.watch_upstream(slot, &peer);
                 Ok(peer)
             }
             Err(e) => {
+                self.shared.metrics.upstream_up(&s.config.name, false);
                 let mut b = s.backoff.lock().expect("backoff lock");
                 b.failures += 1;
                 let delay = Duration::from_millis(250u64.saturating_mul(1 << b.failures.min(7)));
@@ -706,6 +804,26 @@ impl Session {
                 Err(e)
             }
         }
+    }
+
+    /// Notices at once when an upstream connection is lost (its process exited, its HTTP session
+    /// ended) rather than at the next call, for the health metric and the log.
+    fn watch_upstream(&self, slot: usize, peer: &Peer) {
+        let lost = peer.lost();
+        let session_closed = self.closed.clone();
+        let metrics = self.shared.metrics.clone();
+        let name = self.slots[slot].config.name.clone();
+        let handle = self.handle.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                // Closing the session ends its connections on purpose: that is not "down".
+                _ = session_closed.cancelled() => {}
+                reason = lost => if let Some(reason) = reason {
+                    metrics.upstream_up(&name, false);
+                    tracing::warn!(session = %handle, upstream = %name, %reason, "upstream connection lost");
+                },
+            }
+        });
     }
 
     async fn connected_peers(&self) -> Vec<Arc<Peer>> {
@@ -861,7 +979,7 @@ impl Session {
                 Ok(None) => continue,
                 Err(e) if self.slots[slot].config.required => return Err(e),
                 Err(e) => {
-                    tracing::warn!(session = %self.id, upstream = %self.slots[slot].config.name, error = %e, "left out of {}", kind.method());
+                    tracing::warn!(session = %self.handle, upstream = %self.slots[slot].config.name, error = %e, "left out of {}", kind.method());
                     continue;
                 }
             };
@@ -935,7 +1053,7 @@ impl Session {
     /// Pins a tool's definition on first sight and flags changes and suspicious descriptions.
     fn observe_definition(&self, upstream: &str, tool: &ToolDefinition, raw: &str) {
         if let PinStatus::Changed { pinned } = self.shared.pins.observe(upstream, &tool.name, &tool.digest) {
-            tracing::warn!(session = %self.id, upstream, tool = %tool.name, %pinned, new = %tool.digest, "tool definition differs from its pin");
+            tracing::warn!(session = %self.handle, upstream, tool = %tool.name, %pinned, new = %tool.digest, "tool definition differs from its pin");
         }
         let description = serde_json::from_str::<serde_json::Value>(raw)
             .ok()
@@ -1022,7 +1140,7 @@ impl Session {
         let frame = match self.redact_for_client(frame) {
             Ok(f) => f,
             Err(e) => {
-                tracing::warn!(session = %self.id, error = %e, "withheld an upstream request");
+                tracing::warn!(session = %self.handle, error = %e, "withheld an upstream request");
                 return;
             }
         };
@@ -1073,7 +1191,7 @@ impl Session {
         }
         match self.redact_for_client(frame) {
             Ok(frame) => self.deliver(frame.into_string(), related),
-            Err(e) => tracing::warn!(session = %self.id, error = %e, "withheld an upstream notification"),
+            Err(e) => tracing::warn!(session = %self.handle, error = %e, "withheld an upstream notification"),
         }
     }
 
@@ -1084,7 +1202,8 @@ impl Session {
         match crate::layers::redact_output::redact_frame(policy.redactor(), frame) {
             Ok((frame, report)) => {
                 if report.total > 0 {
-                    tracing::info!(session = %self.id, redactions = report.total, "redacted upstream message");
+                    self.shared.metrics.record_message_redactions(report.total);
+                    tracing::info!(session = %self.handle, redactions = report.total, "redacted upstream message");
                 }
                 Ok(frame)
             }

@@ -118,7 +118,7 @@ impl Registry {
             return Ok(None);
         }
         self.make_room().await?;
-        tracing::info!(session = %id, "session restored from the state store");
+        tracing::info!(session = %crate::audit::session_handle(id), "session restored from the state store");
         Ok(Some(self.adopt(Session::restore(self.shared.clone(), record))))
     }
 
@@ -188,7 +188,7 @@ impl Registry {
             .map(|(id, _)| id.clone())
             .collect();
         for id in stale {
-            tracing::info!(session = %id, "closing idle session");
+            tracing::info!(session = %crate::audit::session_handle(&id), "closing idle session");
             self.remove(&id).await;
         }
     }

@@ -20,6 +20,7 @@ mod secrets;
 mod server_everything;
 mod sessions;
 mod store;
+mod telemetry;
 mod tls;
 mod transcripts;
 mod transport_limits;

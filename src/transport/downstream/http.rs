@@ -22,6 +22,7 @@ use crate::mcp;
 use crate::session::registry::Registry;
 use crate::session::{RequestCtx, Session};
 use crate::telemetry::Throttle;
+use crate::telemetry::trace::TraceHeaders;
 use crate::transport::downstream::listener::overloaded_response;
 use crate::transport::sse;
 use axum::Router;
@@ -441,7 +442,9 @@ async fn post_message(
         Target::Stateless(s) => (s, None, true),
     };
     if frame.kind() != Kind::Request {
-        session.handle(frame, RequestCtx { key: String::new(), related: None, roles: identity.roles }).await;
+        session
+            .handle(frame, RequestCtx { key: String::new(), related: None, roles: identity.roles, trace: None })
+            .await;
         return StatusCode::ACCEPTED.into_response();
     }
     let id = frame.id().unwrap_or("null").to_string();
@@ -451,10 +454,12 @@ async fn post_message(
         header_str(&headers, "accept").is_some_and(|a| a.contains("text/event-stream") || a.contains("*/*"));
     let (tx, rx) = mpsc::channel::<String>(64);
     let related = accepts_sse.then_some(tx);
+    // Read only when spans are recorded: with telemetry off a traceparent costs nothing.
+    let trace = if crate::telemetry::trace::enabled() { TraceHeaders::from_http(&headers) } else { None };
     // Driven by this handler (no spawn): if the client goes away, dropping it cancels the call.
     let handling: Handling = Box::pin({
         let session = session.clone();
-        async move { session.handle(frame, RequestCtx { key, related, roles: identity.roles }).await }
+        async move { session.handle(frame, RequestCtx { key, related, roles: identity.roles, trace }).await }
     });
     let mut resp = respond(handling, rx).await;
     if let Some(id) = new_id

@@ -139,7 +139,9 @@ pub async fn serve(session: Arc<Session>, max_message: usize, shutdown: Cancella
         if frame.kind() != Kind::Request {
             // Handled in order, before the next line is read: a cancellation takes effect before
             // the client's next request, and a client's reply reaches its upstream promptly.
-            session.handle(frame, RequestCtx { key: String::new(), related: None, roles: roles.clone() }).await;
+            session
+                .handle(frame, RequestCtx { key: String::new(), related: None, roles: roles.clone(), trace: None })
+                .await;
             continue;
         }
         // A request holds its slot until its reply is queued for stdout, not just until it is
@@ -155,7 +157,12 @@ pub async fn serve(session: Arc<Session>, max_message: usize, shutdown: Cancella
             continue;
         };
         // Registered here, in arrival order: a cancellation read after this line finds it.
-        let ctx = RequestCtx { key: frame.id().unwrap_or_default().to_string(), related: None, roles: roles.clone() };
+        let ctx = RequestCtx {
+            key: frame.id().unwrap_or_default().to_string(),
+            related: None,
+            roles: roles.clone(),
+            trace: None,
+        };
         let ticket = match session.register(&frame, &ctx) {
             Ok(t) => t,
             Err(reply) => {

@@ -15,6 +15,7 @@ use crate::error::Error;
 use crate::jsonrpc::{Frame, Kind};
 use crate::mcp;
 use crate::secrets::{Scrubber, Secret, SecretValue};
+use crate::telemetry::trace::TraceHeaders;
 use crate::transport::sse::SseParser;
 use futures::StreamExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -92,11 +93,24 @@ impl HttpWire {
         b
     }
 
-    fn post(&self, text: String, request_id: Option<u64>, frame: &Frame) -> (reqwest::RequestBuilder, PostContext) {
+    fn post(
+        &self,
+        text: String,
+        request_id: Option<u64>,
+        frame: &Frame,
+        trace: Option<&TraceHeaders>,
+    ) -> (reqwest::RequestBuilder, PostContext) {
         let mut b = self
             .builder(reqwest::Method::POST)
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream");
+        if let Some(t) = trace {
+            // W3C trace context: the upstream's server span becomes a child of our hop.
+            b = b.header("traceparent", &t.traceparent);
+            if let Some(state) = &t.tracestate {
+                b = b.header("tracestate", state);
+            }
+        }
         let declared = mcp::declared_version(frame.params());
         if declared.as_deref() == Some(mcp::STATELESS_VERSION) || self.state.lock().expect("state lock").stateless {
             if frame.kind() != Kind::Response {
@@ -122,8 +136,14 @@ impl HttpWire {
     /// Posts one message and reads its HTTP reply; the JSON-RPC reply (if any) and anything the
     /// upstream streamed before it reach the dispatcher. Runs inside the caller's task: no spawn
     /// per call, and dropping the caller drops the request (closing the stream cancels it).
-    pub async fn send(&self, text: String, request_id: Option<u64>, frame: &Frame) -> Result<(), Error> {
-        let (req, ctx) = self.post(text, request_id, frame);
+    pub async fn send(
+        &self,
+        text: String,
+        request_id: Option<u64>,
+        frame: &Frame,
+        trace: Option<&TraceHeaders>,
+    ) -> Result<(), Error> {
+        let (req, ctx) = self.post(text, request_id, frame, trace);
         let outcome = match req.send().await {
             Ok(resp) => ctx.read_response(resp).await,
             Err(e) => Err(format!("request failed: {e}")),
@@ -133,7 +153,7 @@ impl HttpWire {
 
     /// Posts without waiting (a cancellation sent from a destructor).
     pub fn send_detached(&self, text: String, frame: &Frame) {
-        let (req, ctx) = self.post(text, None, frame);
+        let (req, ctx) = self.post(text, None, frame, None);
         tokio::spawn(async move {
             if let Ok(resp) = req.send().await {
                 let _ = ctx.read_response(resp).await;

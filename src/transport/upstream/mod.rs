@@ -15,9 +15,10 @@ use crate::error::Error;
 use crate::jsonrpc::{self, Frame, Kind};
 use crate::mcp::lifecycle::{self, ClientHello, ServerHello};
 use crate::secrets::Scrubber;
+use crate::telemetry::trace::{self as telemetry, TraceHeaders};
 pub use builtin::BuiltinContext;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -163,14 +164,29 @@ pub enum Wire {
 }
 
 impl Wire {
-    async fn send(&self, text: String, request_id: Option<u64>, frame: &Frame) -> Result<(), Error> {
+    /// `trace` goes out as HTTP headers (HTTP); other wires carry it in the message itself.
+    async fn send(
+        &self,
+        text: String,
+        request_id: Option<u64>,
+        frame: &Frame,
+        trace: Option<&TraceHeaders>,
+    ) -> Result<(), Error> {
         match self {
             Wire::Stdio(w) => w.send(text).await,
-            Wire::Http(w) => w.send(text, request_id, frame).await,
+            Wire::Http(w) => w.send(text, request_id, frame, trace).await,
             Wire::Builtin(w) => {
                 w.send(frame).await;
                 Ok(())
             }
+        }
+    }
+    /// The transport's name in spans.
+    fn kind(&self) -> &'static str {
+        match self {
+            Wire::Stdio(_) => "stdio",
+            Wire::Http(_) => "http",
+            Wire::Builtin(_) => "builtin",
         }
     }
     async fn shutdown(&self) {
@@ -193,6 +209,8 @@ pub struct Peer {
     /// Whom this connection speaks for: a 2026-07-28 upstream needs it in every request's `_meta`.
     client: ClientHello,
     timeout: Duration,
+    /// Set when the gateway itself ends the connection, so its end is not taken for a loss.
+    ending: Arc<AtomicBool>,
 }
 
 /// Cleans up a request that stopped being awaited (client gone, cancelled): forget the pending
@@ -242,6 +260,7 @@ impl Peer {
             hello: OnceLock::new(),
             client: client.clone(),
             timeout,
+            ending: Arc::new(AtomicBool::new(false)),
         });
         let hello = match peer.handshake(config.protocol, client).await {
             Ok(h) => h,
@@ -312,6 +331,20 @@ impl Peer {
         self.dispatcher.is_closed()
     }
 
+    /// Resolves when the connection ends: with the reason if it was lost (process exited, HTTP
+    /// session gone), `None` if the gateway ended it. Holds no reference to the peer.
+    pub fn lost(&self) -> impl std::future::Future<Output = Option<String>> + Send + 'static {
+        let dispatcher = self.dispatcher.clone();
+        let ending = self.ending.clone();
+        async move {
+            dispatcher.closed.cancelled().await;
+            if ending.load(Ordering::Acquire) {
+                return None;
+            }
+            Some(dispatcher.close_reason.get().cloned().unwrap_or_else(|| "connection closed".into()))
+        }
+    }
+
     /// Where this connection's requests and notifications for the client go from now on.
     pub fn set_event_sink(&self, sink: EventSink) {
         self.dispatcher.set_sink(sink);
@@ -368,18 +401,24 @@ impl Peer {
             Some(h) if h.stateless => frame.with_params(&lifecycle::with_stateless_meta(frame.params(), &self.client)),
             _ => frame,
         };
+        let span = telemetry::upstream_span(&self.name, self.wire.kind(), frame.method(), id);
+        let trace = if span.is_disabled() { None } else { TraceHeaders::of_span(&span) };
+        let frame = match &trace {
+            Some(t) => self.carry_trace(frame, t),
+            None => frame,
+        };
         let (tx, rx) = oneshot::channel();
         self.dispatcher.pending.lock().expect("pending lock").insert(id, PendingCall { reply: tx, related });
         let mut guard = PendingGuard { peer: self, id, armed: true };
         let text = frame.as_str().to_string();
         // The deadline covers the send too: an HTTP upstream answers within its POST.
-        let outcome = tokio::time::timeout(timeout, async {
-            self.wire.send(text, Some(id), &frame).await?;
+        let exchange = tokio::time::timeout(timeout, async {
+            self.wire.send(text, Some(id), &frame, trace.as_ref()).await?;
             rx.await.map_err(|_| self.dispatcher.unavailable())?
-        })
-        .await;
+        });
+        let outcome = tracing::Instrument::instrument(exchange, span.clone()).await;
         guard.armed = false;
-        match outcome {
+        let result = match outcome {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(e)) => {
                 self.dispatcher.pending.lock().expect("pending lock").remove(&id);
@@ -390,6 +429,34 @@ impl Peer {
                 self.cancel_upstream(id, "timed out at the gateway");
                 Err(Error::UpstreamTimeout { upstream: self.name.clone(), after: timeout })
             }
+        };
+        match &result {
+            Ok(reply) => {
+                if let Some(code) = telemetry::error_code(reply) {
+                    telemetry::record_error(&span, code);
+                }
+            }
+            Err(e) => telemetry::record_error(&span, e.code()),
+        }
+        result
+    }
+
+    /// Puts the hop's trace context where the upstream reads it: `params._meta.traceparent` for
+    /// stdio (no headers there); for HTTP the headers carry it, and a `_meta.traceparent` the
+    /// client sent is replaced so the upstream never sees two different parents.
+    fn carry_trace(&self, frame: Frame, trace: &TraceHeaders) -> Frame {
+        let splice = match &self.wire {
+            Wire::Stdio(_) => true,
+            Wire::Http(_) => telemetry::has_meta_traceparent(frame.params()),
+            Wire::Builtin(_) => false,
+        };
+        if !splice {
+            return frame;
+        }
+        match telemetry::with_meta_traceparent(frame.params(), trace) {
+            Some(params) => frame.with_params(&params),
+            // Params that are not an object: forwarded as they are, untraced.
+            None => frame,
         }
     }
 
@@ -414,11 +481,12 @@ impl Peer {
     pub async fn notify(&self, text: &str) -> Result<(), Error> {
         let frame =
             Frame::parse(text.to_string()).map_err(|e| Error::Internal(format!("invalid outgoing frame: {e:?}")))?;
-        self.wire.send(text.to_string(), None, &frame).await
+        self.wire.send(text.to_string(), None, &frame, None).await
     }
 
     /// Stops the upstream: ends its HTTP session or terminates its process group.
     pub async fn shutdown(&self) {
+        self.ending.store(true, Ordering::Release);
         self.wire.shutdown().await;
         self.dispatcher.close("gateway closed the connection".into());
     }

@@ -3,6 +3,7 @@
 pub mod deps;
 pub mod http_client;
 pub mod operated;
+pub mod otlp;
 pub mod process;
 pub mod raw_http;
 pub mod redis;

@@ -70,7 +70,11 @@ impl Listening {
         let _ = self.child.kill().await;
         let _ = self.child.wait().await;
         let mut cmd = Command::new(tollgate_bin());
-        cmd.arg("serve").arg("--config").arg(self.dir.path().join("tollgate.toml")).env("TOLLGATE_LOG", "debug");
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(self.dir.path().join("tollgate.toml"))
+            .env("TOLLGATE_LOG", "debug")
+            .env("TOLLGATE_LOG_FORMAT", "text");
         let old = self.dir.path().join("stderr.log");
         let _ = std::fs::rename(&old, self.dir.path().join("stderr.before-restart.log"));
         start_listening(cmd, self.dir).await
@@ -100,7 +104,7 @@ impl Listening {
         };
         std::fs::write(&path, config).expect("write config");
         let mut cmd = Command::new(tollgate_bin());
-        cmd.arg("serve").arg("--config").arg(&path).env("TOLLGATE_LOG", "debug");
+        cmd.arg("serve").arg("--config").arg(&path).env("TOLLGATE_LOG", "debug").env("TOLLGATE_LOG_FORMAT", "text");
         cmd.envs(env.iter().copied());
         start_listening(cmd, dir).await
     }

@@ -26,6 +26,8 @@ impl StdioClient {
             .arg("stdio")
             .args(args)
             .env("TOLLGATE_LOG", "debug")
+            // The tests read the text format; stderr being a file would choose JSON.
+            .env("TOLLGATE_LOG_FORMAT", "text")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
