@@ -3,6 +3,7 @@
 
 mod support;
 
+mod adversarial;
 mod amplification;
 mod auth;
 mod cli;

@@ -6,6 +6,7 @@ pub mod operated;
 pub mod otlp;
 pub mod process;
 pub mod raw_http;
+pub mod recording;
 pub mod redis;
 pub mod stdio_client;
 
