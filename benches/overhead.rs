@@ -263,7 +263,7 @@ fn proxy(upstream: String) {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     runtime.block_on(async move {
-        let http = reqwest::Client::builder().tcp_nodelay(true).build().expect("reqwest client");
+        let http = tollgate::transport::client_tls::builder().tcp_nodelay(true).build().expect("reqwest client");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         println!("listening on http://{}/mcp", listener.local_addr().expect("proxy address"));
         let listener = listener.tap_io(|tcp| {

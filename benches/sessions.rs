@@ -162,7 +162,7 @@ async fn idle_session_memory(tollgate: &Path, fixture: &Path, n: usize) {
     cmd.args(["serve", "--config"]).arg(&config).env("TOLLGATE_LOG", "warn");
     let (gateway, url) = listening(cmd, "listening on ").await;
     let pid = gateway.id().expect("pid");
-    let http = reqwest::Client::new();
+    let http = tollgate::transport::client_tls::builder().build().expect("reqwest client");
     open_sessions(&http, &url, 20).await; // warm: allocator arenas, pools, first-use caches
     let before = rss_kib(pid);
     open_sessions(&http, &url, n).await;

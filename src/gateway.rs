@@ -18,6 +18,7 @@ use crate::session::store::SessionStore;
 use crate::session::{self, Session, Shared};
 use crate::telemetry::metrics::Metrics;
 use crate::transport::downstream::{http, listener, stdio};
+use crate::transport::upstream::clients::UpstreamClients;
 use anyhow::Context;
 use std::io::Write;
 use std::sync::Arc;
@@ -91,9 +92,9 @@ fn shared(
     (principal, roles): (String, Roles),
     store: Arc<dyn SessionStore>,
     pins: Arc<PinStore>,
-    http: reqwest::Client,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<Arc<Shared>> {
+    let http = UpstreamClients::new(&upstreams).map_err(anyhow::Error::msg)?;
     Ok(Arc::new(Shared {
         upstreams: upstreams.into_iter().map(Arc::new).collect(),
         separator: config.gateway.separator.clone(),
@@ -120,19 +121,6 @@ fn shared(
         max_in_flight_per_session: config.server.max_in_flight_per_session,
         metrics,
     }))
-}
-
-/// The client for HTTP upstreams. It never carries a downstream client's
-/// credentials: upstream requests are built from the config alone.
-fn http_client() -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .tcp_nodelay(true)
-        .pool_idle_timeout(Duration::from_secs(90))
-        // A redirect would carry the upstream's configured credentials to wherever it points
-        // (and make the gateway fetch URLs an upstream chooses); MCP endpoints do not redirect.
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .context("building the upstream HTTP client")
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -162,7 +150,7 @@ pub async fn serve(config: Config, metrics: Arc<Metrics>) -> anyhow::Result<()> 
     let pins = Arc::new(PinStore::load(store.clone()).await.map_err(|e| anyhow::anyhow!("tool pins: {e}"))?);
     // HTTP sessions carry their caller's principal; this default names nobody.
     let nobody = (crate::auth::ANONYMOUS.to_string(), Roles::none());
-    let shared = shared(&config, config.all_upstreams(), policy, nobody, store, pins, http_client()?, metrics)?;
+    let shared = shared(&config, config.all_upstreams(), policy, nobody, store, pins, metrics)?;
     let registry = Arc::new(Registry::new(shared).with_max_sessions(config.server.max_sessions));
     let admin = match &config.admin {
         Some(admin) => Some(
@@ -281,7 +269,7 @@ pub async fn stdio(
     let store = open_store(&config).await?;
     let pins = Arc::new(PinStore::load(store.clone()).await.map_err(|e| anyhow::anyhow!("tool pins: {e}"))?);
     let identity = (principal, Roles::new(auth.stdio_roles));
-    let shared = shared(&config, upstreams, policy, identity, store, pins, http_client()?, metrics)?;
+    let shared = shared(&config, upstreams, policy, identity, store, pins, metrics)?;
     let session = Session::new(shared, session::new_session_id());
     let stop = CancellationToken::new();
     tokio::spawn({

@@ -274,6 +274,8 @@ enum PolicyCommand {
 }
 
 fn main() -> ExitCode {
+    // Before any HTTP client exists, including those libraries build (the OTLP exporter's).
+    tollgate::transport::client_tls::install_crypto_provider();
     let cli = Cli::parse();
     // A gateway sets up its logs with its exporters, once its config is read.
     if !matches!(cli.command, Command::Serve { .. } | Command::Stdio { .. }) {

@@ -136,7 +136,12 @@ impl Source {
                 String::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())
             }
             Source::Url { url, http } => {
-                let mut resp = http.get(url).timeout(FETCH_TIMEOUT).send().await.map_err(|e| e.to_string())?;
+                let mut resp = http
+                    .get(url)
+                    .timeout(FETCH_TIMEOUT)
+                    .send()
+                    .await
+                    .map_err(|e| crate::transport::client_tls::describe(&e))?;
                 if !resp.status().is_success() {
                     return Err(format!("HTTP {}", resp.status()));
                 }

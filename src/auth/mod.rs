@@ -106,7 +106,9 @@ impl Authenticator {
             Some(j) => {
                 let source = match (j.resolved_jwks_file(&config.base_dir), &j.jwks_url) {
                     (Some(path), _) => Source::File(path),
-                    (None, Some(url)) => Source::Url { url: url.clone(), http: jwks_client()? },
+                    (None, Some(url)) => {
+                        Source::Url { url: url.clone(), http: jwks_client(j.resolved_jwks_ca_file(&config.base_dir))? }
+                    }
                     (None, None) => anyhow::bail!("auth.jwt: set jwks_file or jwks_url"),
                 };
                 let jwks = Jwks::load(
@@ -188,9 +190,9 @@ impl Authenticator {
 
 /// The client for a JWKS URL: redirects are not followed, so a loopback URL (the only plain-http
 /// kind config accepts) cannot hand the key fetch to another host.
-fn jwks_client() -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
+fn jwks_client(ca_file: Option<std::path::PathBuf>) -> anyhow::Result<reqwest::Client> {
+    crate::transport::client_tls::builder_with_roots(ca_file.as_deref(), "auth.jwt.jwks_ca_file")
+        .map_err(anyhow::Error::msg)?
         .build()
         .map_err(|e| anyhow::anyhow!("building the JWKS HTTP client: {e}"))
 }

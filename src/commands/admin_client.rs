@@ -36,7 +36,10 @@ impl AdminTarget {
         body: Option<Value>,
         operator: Option<&str>,
     ) -> Result<Value, String> {
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().map_err(|e| e.to_string())?;
+        let client = crate::transport::client_tls::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| e.to_string())?;
         let mut req = client.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
         if let Some(op) = operator {
             req = req.header("x-tollgate-operator", op);

@@ -100,12 +100,6 @@ impl TelemetryConfig {
             if !ok {
                 return Err(format!("telemetry.endpoint = {url:?}: use an http URL such as \"http://127.0.0.1:4318\""));
             }
-            if url.starts_with("https") {
-                // The exporters are built without a TLS stack, like the upstream client.
-                return Err(format!(
-                    "telemetry.endpoint = {url:?}: https is not supported by this build; send to a local collector over http"
-                ));
-            }
         }
         if self.protocol == OtlpProtocol::Grpc && !cfg!(feature = "otlp-grpc") {
             return Err(
@@ -147,7 +141,6 @@ mod tests {
         let bad = [
             ("[telemetry]\nendpont = \"http://h:4318\"\n", "endpont"),
             ("[telemetry]\nendpoint = \"collector:4318\"\n", "telemetry.endpoint"),
-            ("[telemetry]\nendpoint = \"https://h:4318\"\n", "https"),
             ("[telemetry]\nsampling_ratio = 1.5\n", "telemetry.sampling_ratio"),
             ("[telemetry]\nsampling_ratio = -0.1\n", "telemetry.sampling_ratio"),
             ("[telemetry]\nservice_name = \" \"\n", "telemetry.service_name"),

@@ -89,6 +89,9 @@ pub struct UpstreamConfig {
     /// Sent with every request to this upstream only (values may be secret references).
     #[serde(default)]
     pub headers: BTreeMap<String, SecretValue>,
+    /// PEM certificates trusted for this `https` upstream besides the system's roots (a private
+    /// CA); relative to the config file.
+    pub ca_file: Option<PathBuf>,
     #[serde(default)]
     pub protocol: ProtocolChoice,
     /// Prefix for this upstream's tool and prompt names; defaults to `name`; `""` for none.
@@ -136,10 +139,10 @@ impl UpstreamConfig {
         for v in self.env.values_mut().chain(self.headers.values_mut()) {
             v.anchor(base);
         }
-        if let Some(cwd) = &mut self.cwd
-            && cwd.is_relative()
-        {
-            *cwd = base.join(&*cwd);
+        for path in [&mut self.cwd, &mut self.ca_file].into_iter().flatten() {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
         }
     }
 
@@ -169,11 +172,6 @@ impl UpstreamConfig {
                 if !ok {
                     return Err(format!("{key}: url = {url:?} is not an http(s) URL"));
                 }
-                if url.starts_with("https") {
-                    return Err(format!(
-                        "{key}: https upstreams are not supported by this build yet; use http on loopback or a TLS sidecar"
-                    ));
-                }
             }
             _ => {}
         }
@@ -187,8 +185,8 @@ impl UpstreamConfig {
                 "{key}: args, env, inherit_env, cwd and limits only apply to stdio upstreams (with `command`)"
             ));
         }
-        if self.url.is_none() && !self.headers.is_empty() {
-            return Err(format!("{key}: headers only apply to HTTP upstreams (with `url`)"));
+        if self.url.is_none() && (!self.headers.is_empty() || self.ca_file.is_some()) {
+            return Err(format!("{key}: headers and ca_file only apply to HTTP upstreams (with `url`)"));
         }
         for (name, value) in &self.env {
             if name.is_empty() || name.contains(['=', '\0']) {

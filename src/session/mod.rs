@@ -48,7 +48,7 @@ pub struct Shared {
     pub upstreams: Vec<Arc<UpstreamConfig>>,
     pub separator: String,
     pub request_timeout: Duration,
-    pub http: reqwest::Client,
+    pub http: crate::transport::upstream::clients::UpstreamClients,
     pub tool_stack: ToolCallService,
     pub policy: Arc<PolicyHandle>,
     pub pins: Arc<PinStore>,
@@ -84,7 +84,7 @@ impl Shared {
             upstreams: Vec::new(),
             separator: "__".into(),
             request_timeout: Duration::from_secs(5),
-            http: reqwest::Client::new(),
+            http: crate::transport::upstream::clients::UpstreamClients::new([]).expect("clients"),
             tool_stack: crate::policy::stack::build(Duration::from_secs(5), None),
             policy: PolicyHandle::fixed(crate::policy::Policy::annotations_only(false)),
             pins: Arc::new(PinStore::new(store.clone())),
@@ -775,7 +775,15 @@ impl Session {
         }
         let client = self.client_hello().ok_or_else(|| Error::InvalidRequest("send initialize first".into()))?;
         let local = BuiltinContext { principal: self.principal.clone(), store: self.shared.store.clone() };
-        match Peer::connect(&s.config, &client, &self.shared.http, &local, self.shared.request_timeout).await {
+        match Peer::connect(
+            &s.config,
+            &client,
+            self.shared.http.for_upstream(&s.config.name),
+            &local,
+            self.shared.request_timeout,
+        )
+        .await
+        {
             Ok(peer) => {
                 *s.backoff.lock().expect("backoff lock") = Backoff::default();
                 s.lists.lock().expect("lists lock").clear();

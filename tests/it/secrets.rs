@@ -27,7 +27,7 @@ fn client_with_credentials(url: &str, token: &str, cookie: &str) -> HttpClient {
     headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
     headers.insert("cookie", format!("sid={cookie}").parse().unwrap());
     let mut client = HttpClient::new(url);
-    client.http = reqwest::Client::builder().default_headers(headers).build().unwrap();
+    client.http = tollgate::transport::client_tls::builder().default_headers(headers).build().unwrap();
     client
 }
 

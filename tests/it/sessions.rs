@@ -235,7 +235,7 @@ async fn a_burst_over_the_rate_limit_gets_a_retry_hint() {
 async fn the_admin_api_needs_its_token() {
     let gw = operated_gateway("", None).await;
     let admin = gw.admin.clone().unwrap();
-    let http = reqwest::Client::new();
+    let http = crate::support::http();
     let resp = http.get(format!("{admin}/v1/sessions")).send().await.unwrap();
     assert_eq!(resp.status(), 401);
     assert!(resp.headers().contains_key("www-authenticate"));

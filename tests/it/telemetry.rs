@@ -114,7 +114,7 @@ async fn one_trace_runs_from_the_client_through_the_gateway_to_each_upstream() {
 
 /// Scrapes the admin listener's `/metrics` (with the token when given).
 async fn scrape(admin: &str, token: Option<&str>) -> (u16, String) {
-    let mut req = reqwest::Client::new().get(format!("{admin}/metrics"));
+    let mut req = crate::support::http().get(format!("{admin}/metrics"));
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
@@ -209,7 +209,7 @@ async fn metrics_can_be_scraped_without_the_token_when_configured() {
     let (status, text) = scrape(&admin, None).await;
     assert_eq!(status, 200, "{text}");
     assert_eq!(sample(&text, "tollgate_sessions_active"), Some(0.0), "{text}");
-    let sessions = reqwest::Client::new().get(format!("{admin}/v1/sessions")).send().await.unwrap();
+    let sessions = crate::support::http().get(format!("{admin}/v1/sessions")).send().await.unwrap();
     assert_eq!(sessions.status().as_u16(), 401, "the rest of the admin API still needs the token");
 }
 

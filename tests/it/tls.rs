@@ -1,5 +1,6 @@
-//! `[server.tls]`: the listener speaks HTTPS with the configured certificate, and plain HTTP on
-//! that port gets nowhere.
+//! TLS on both sides. `[server.tls]`: the listener speaks HTTPS with the configured certificate,
+//! and plain HTTP on that port gets nowhere. `https` upstreams: the gateway checks the server's
+//! certificate (system roots plus the upstream's `ca_file`) and refuses one it cannot verify.
 
 use crate::support::raw_http;
 use crate::support::*;
@@ -61,4 +62,40 @@ async fn the_listener_serves_https_with_the_configured_certificate() {
     let (rd, mut wr) = raw_http::connect(&url).await.into_split();
     wr.write_all(&raw_http::post(&url, &init.to_string(), &[])).await.unwrap();
     assert!(raw_http::read_response(&mut BufReader::new(rd)).await.is_none());
+}
+
+/// One gateway as another's `https` upstream: with the upstream's certificate in `ca_file` the
+/// call goes through; without it the certificate is unknown, the upstream is unreachable and its
+/// tools are not offered, and the log says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_upstream_is_used_only_when_its_certificate_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    self_signed(dir.path());
+    let cert = dir.path().join("cert.pem");
+    let config = format!(
+        "[server]\n[server.tls]\ncert_file = \"cert.pem\"\nkey_file = \"key.pem\"\n{}",
+        stdio_upstream("fx", fixture_bin(), &[], "")
+    );
+    let tls_upstream = Listening::gateway_in(dir, &config).await;
+    assert!(tls_upstream.url.starts_with("https://"), "{}", tls_upstream.url);
+
+    let trusting =
+        Listening::gateway(&http_upstream("b", &tls_upstream.url, &format!("ca_file = {:?}", cert.to_str().unwrap())))
+            .await;
+    let mut client = HttpClient::new(&trusting.url);
+    client.initialize(json!({})).await;
+    let reply = client.call_tool("b__fx__echo", json!({"message": "over tls"})).await;
+    assert_eq!(first_text(&reply["result"]), "Echo: over tls", "{reply}");
+
+    let untrusting = Listening::gateway(&http_upstream("b", &tls_upstream.url, "")).await;
+    let mut client = HttpClient::new(&untrusting.url);
+    client.initialize(json!({})).await;
+    let list = client.request("tools/list", json!({})).await;
+    let names = list.response()["result"]["tools"].to_string();
+    assert!(!names.contains("b__fx__echo"), "an unverified upstream's tools were offered: {names}");
+    let reply = client.call_tool("b__fx__echo", json!({"message": "x"})).await;
+    assert!(reply["error"].is_object(), "{reply}");
+    let log = untrusting.stderr();
+    let left_out = log.lines().find(|l| l.contains("upstream left out")).expect("the unreachable upstream is logged");
+    assert!(left_out.contains("certificate"), "the log does not say the certificate failed: {left_out}");
 }

@@ -89,6 +89,8 @@ async fn rmcp_client_stdio_to_stdio() {
 async fn rmcp_client_http_to_http() {
     let fixture = Listening::fixture_http().await;
     let gw = Listening::gateway(&http_upstream("fx", &fixture.url, "")).await;
+    // rmcp builds its reqwest client itself; reqwest needs a rustls provider installed first.
+    tollgate::transport::client_tls::install_crypto_provider();
     let client =
         ().serve(StreamableHttpClientTransport::from_uri(gw.url.as_str())).await.expect("rmcp handshake over HTTP");
     let tools = client.list_all_tools().await.unwrap();

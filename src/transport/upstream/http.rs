@@ -146,7 +146,7 @@ impl HttpWire {
         let (req, ctx) = self.post(text, request_id, frame, trace);
         let outcome = match req.send().await {
             Ok(resp) => ctx.read_response(resp).await,
-            Err(e) => Err(format!("request failed: {e}")),
+            Err(e) => Err(format!("request failed: {}", crate::transport::client_tls::describe(&e))),
         };
         outcome.map_err(|reason| Error::UpstreamUnavailable { upstream: self.upstream.clone(), reason })
     }

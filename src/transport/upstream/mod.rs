@@ -6,6 +6,7 @@
 //! client, notifications) goes to the [`EventSink`] of the session that owns the peer.
 
 pub mod builtin;
+pub mod clients;
 pub mod http;
 pub mod sandbox;
 pub mod stdio;

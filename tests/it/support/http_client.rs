@@ -36,7 +36,7 @@ impl HttpClient {
     pub fn new(url: &str) -> HttpClient {
         HttpClient {
             url: url.to_string(),
-            http: reqwest::Client::new(),
+            http: crate::support::http(),
             session: None,
             protocol: None,
             authorization: None,

@@ -21,6 +21,12 @@ use std::time::Duration;
 /// How long any single expected message may take before a test fails (not a sleep: a bound).
 pub const WAIT: Duration = Duration::from_secs(30);
 
+/// An HTTP client for a test: the gateway's own builder, which installs the rustls provider
+/// reqwest needs (it is built without one) and follows no redirects.
+pub fn http() -> reqwest::Client {
+    tollgate::transport::client_tls::builder().build().expect("reqwest client")
+}
+
 pub fn tollgate_bin() -> &'static str {
     env!("CARGO_BIN_EXE_tollgate")
 }
