@@ -12,6 +12,7 @@ pub mod config;
 pub mod cost;
 pub mod error;
 pub mod gateway;
+pub mod hex;
 pub mod jsonrpc;
 pub mod layers;
 pub mod mcp;

@@ -136,7 +136,7 @@ pub fn chain_hash(prev: &str, body: &str) -> String {
     let mut h = Sha256::new();
     h.update(prev.as_bytes());
     h.update(body.as_bytes());
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(&h.finalize())
 }
 
 /// Fills `record.hash` (from `record.prev` and the body) and answers the line to write, without

@@ -14,7 +14,7 @@ pub const MIN_KEY_LEN: usize = 16;
 
 /// Hex SHA-256 of a key, as written in `[[auth.api_key]] sha256`.
 pub fn hash_key(key: &str) -> String {
-    Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(&Sha256::digest(key.as_bytes()))
 }
 
 /// `tollgate auth hash-key`: the key read from stdin (one trailing newline dropped) → its digest.

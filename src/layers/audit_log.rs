@@ -104,7 +104,7 @@ fn base_record(call: &ToolCall) -> AuditRecord {
     let mut args = call.arguments.clone();
     call.policy.redactor().redact_json(&mut args);
     AuditRecord {
-        session: audit::session_handle(&call.session.id),
+        session: call.session.audit_handle().to_string(),
         principal: call.session.principal().to_string(),
         roles: call.roles.to_vec(),
         client: call.session.client_hello().map(|c| c.client_info),

@@ -23,7 +23,7 @@ impl<S> Layer<S> for RateLimitLayer {
 
 fn rate_limit(call: ToolCall) -> BoxFuture<'static, Result<ToolCall, super::check::ShortCircuit>> {
     async move {
-        let session = crate::audit::session_handle(&call.session.id);
+        let session = call.session.audit_handle().to_string();
         let limits =
             call.policy.rate_limits(call.session.principal(), &call.roles, &session, &call.upstream, &call.tool.name);
         let store = call.session.shared().store.clone();

@@ -15,7 +15,7 @@ pub fn public_name(prefix: &str, separator: &str, name: &str) -> String {
         return full;
     }
     let digest = Sha256::digest(full.as_bytes());
-    let suffix: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    let suffix = crate::hex::encode(&digest[..4]);
     let mut keep = MAX_TOOL_NAME - suffix.len() - 1;
     while !full.is_char_boundary(keep) {
         keep -= 1;

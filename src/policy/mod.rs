@@ -183,7 +183,7 @@ impl Policy {
                 });
             }
         }
-        let version: String = hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+        let version = crate::hex::encode(&hasher.finalize()[..8]);
         let redactor = Arc::new(Redactor::new(&redaction)?);
         Ok(Policy { version, mode: Mode::Files(rules), defaults, schemas, redactor, rate_limits, taint_rules })
     }

@@ -33,7 +33,7 @@ pub fn digest(v: &Value) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     canonical(v, &mut h);
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(&h.finalize())
 }
 
 fn canonical(v: &Value, h: &mut sha2::Sha256) {

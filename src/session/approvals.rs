@@ -171,7 +171,7 @@ impl Session {
         tracing::info!(session = %self.handle, approval = %record.id, tool = ask.tool, "approval asked through input_required");
         let state = ApprovalState {
             approval: record.id.clone(),
-            session: crate::audit::session_handle(&self.id),
+            session: self.handle.clone(),
             tool: ask.tool.to_string(),
             args_digest: args_digest.to_string(),
             expires_ms: record.expires_ms,
@@ -202,10 +202,7 @@ impl Session {
             .state_key
             .open(request_state, now_ms())
             .map_err(|why| Error::InvalidParams(format!("requestState is not valid ({why}); {again}")))?;
-        if state.session != crate::audit::session_handle(&self.id)
-            || state.tool != tool
-            || state.args_digest != args_digest
-        {
+        if state.session != self.handle || state.tool != tool || state.args_digest != args_digest {
             return Err(Error::InvalidParams(format!(
                 "requestState belongs to another call (session, tool or arguments differ); {again}"
             )));
