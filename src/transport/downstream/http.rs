@@ -90,11 +90,37 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 // ------------------------------------------------------------------ Origin / Host
 
-fn host_name(host: &str) -> &str {
-    if let Some(rest) = host.strip_prefix('[') {
-        return rest.split(']').next().map(|h| &host[..h.len() + 2]).unwrap_or(host);
-    }
-    host.split(':').next().unwrap_or(host)
+/// The host name of an authority that is exactly `host[:port]` — a DNS name or IPv4 address
+/// (letters, digits, `.`, `-`) or a bracketed IPv6 address, and a port of digits only — or
+/// `None` for anything else. Userinfo (`localhost:80@evil.example`), a path, query or fragment
+/// (`evil.example#localhost`) would otherwise let a hostile name pass as a loopback one: a
+/// browser resolves the part after `@`, a lax reader sees the part before it.
+fn authority_host(authority: &str) -> Option<&str> {
+    let (name, port) = match authority.strip_prefix('[') {
+        Some(rest) => {
+            let (inside, after) = rest.split_once(']')?;
+            if inside.is_empty() || !inside.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+                return None;
+            }
+            let port = match after {
+                "" => None,
+                _ => Some(after.strip_prefix(':')?),
+            };
+            (&authority[..inside.len() + 2], port)
+        }
+        None => {
+            let (name, port) = match authority.split_once(':') {
+                Some((name, port)) => (name, Some(port)),
+                None => (authority, None),
+            };
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') {
+                return None;
+            }
+            (name, port)
+        }
+    };
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    port_ok.then_some(name)
 }
 
 fn is_loopback_name(name: &str) -> bool {
@@ -102,20 +128,21 @@ fn is_loopback_name(name: &str) -> bool {
 }
 
 pub fn host_allowed(config: &ServerConfig, host: Option<&str>) -> bool {
-    let Some(host) = host else { return false };
-    let name = host_name(host);
+    let Some(name) = host.and_then(authority_host) else { return false };
     config.allowed_hosts.iter().any(|h| h == "*" || h.eq_ignore_ascii_case(name))
 }
 
+/// An Origin is accepted when configured exactly, or when it is a plain `http(s)://host[:port]`
+/// whose host is a loopback name.
 pub fn origin_allowed(config: &ServerConfig, origin: Option<&str>) -> bool {
     let Some(origin) = origin else { return true }; // non-browser clients send none
     if config.allowed_origins.iter().any(|o| o == "*" || o == origin) || cors_allowed(config, Some(origin)) {
         return true;
     }
-    let Some(rest) = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) else {
+    let Some(authority) = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) else {
         return false;
     };
-    !rest.contains('/') && is_loopback_name(host_name(rest))
+    authority_host(authority).is_some_and(is_loopback_name)
 }
 
 /// CORS is opt-in per exact origin; without a match no CORS header is ever sent, so a page on
@@ -602,11 +629,45 @@ mod tests {
     }
 
     #[test]
+    fn a_host_with_userinfo_path_or_a_bad_port_is_not_loopback() {
+        for host in [
+            "localhost@evil.example",
+            "localhost:80@evil.example",
+            "evil.example#localhost",
+            "localhost/x",
+            "localhost:",
+            "localhost:80x",
+            "localhost:8080:1",
+            "[::1]evil.example",
+            "[::1]:80@evil.example",
+            "[evil.example]",
+            "",
+        ] {
+            assert!(!host_allowed(&cfg(), Some(host)), "{host:?} passed as loopback");
+        }
+    }
+
+    #[test]
     fn origins_are_checked() {
         assert!(origin_allowed(&cfg(), None));
         assert!(origin_allowed(&cfg(), Some("http://localhost:3000")));
         assert!(!origin_allowed(&cfg(), Some("https://evil.example")));
         assert!(!origin_allowed(&cfg(), Some("http://localhost.evil.example")));
+        assert!(origin_allowed(&cfg(), Some("https://[::1]:8443")));
+        for origin in [
+            "http://localhost:80@evil.example",
+            "http://localhost@evil.example",
+            "http://127.0.0.1:1@evil.example:80",
+            "http://localhost/",
+            "http://localhost?x",
+            "http://localhost#x",
+            "http://localhost:3000x",
+            "http://[::1]@evil.example",
+            "null",
+            "file://localhost",
+        ] {
+            assert!(!origin_allowed(&cfg(), Some(origin)), "{origin:?} passed as loopback");
+        }
         let mut c = cfg();
         c.allowed_origins.push("https://app.example".into());
         assert!(origin_allowed(&c, Some("https://app.example")));

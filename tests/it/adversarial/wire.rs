@@ -48,3 +48,41 @@ async fn the_clients_credentials_never_reach_the_upstream() {
         assert!(calls[0].headers.get(name).is_none(), "{name} was forwarded: {:?}", calls[0].headers);
     }
 }
+
+/// T46: a browser page on a hostile site can name loopback in the userinfo of its Origin, or a
+/// rebinding attacker's Host can carry it before an `@` or after a `#`; each is refused with 403
+/// and -32600 before any session sees the body, nothing reaches the upstream, and the gateway
+/// goes on serving the honest client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origins_and_hosts_that_only_look_like_loopback_are_refused() {
+    let upstream = RecordingUpstream::start(vec![crate::support::recording::read_only_tool("echo", "Echoes")], |_| {
+        text_result("echoed")
+    })
+    .await;
+    let gw = super::gateway_before(&upstream, "[[upstream]]\nname = \"up\"\nallow = [\"*\"]\n").await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+    let call =
+        json!({"jsonrpc": "2.0", "id": 99, "method": "tools/call", "params": {"name": "up__echo", "arguments": {}}});
+    let spoofs = [
+        ("origin", "http://localhost:80@evil.example"),
+        ("origin", "http://localhost@evil.example"),
+        ("origin", "http://127.0.0.1@evil.example:8080"),
+        ("origin", "http://localhost/@evil.example"),
+        ("origin", "https://evil.example"),
+        ("host", "localhost@evil.example"),
+        ("host", "localhost:80@evil.example"),
+        ("host", "evil.example#localhost"),
+        ("host", "evil.example:8080"),
+    ];
+    for (name, value) in spoofs {
+        let reply = client.post(&call, &[(name, value)]).await;
+        assert_eq!(reply.status, 403, "{name}: {value} was let through: {:?}", reply.messages);
+        assert_eq!(reply.response()["error"]["code"], -32600, "{name}: {value}");
+        let message = reply.response()["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("allowed_"), "{name}: {value}: the message should say what to configure: {message}");
+    }
+    assert!(upstream.calls().is_empty(), "a refused request reached the upstream: {:?}", upstream.calls());
+    let plain = client.post(&call, &[("origin", "http://localhost:5173")]).await;
+    assert_eq!(plain.response()["result"]["content"][0]["text"], "echoed", "{:?}", plain.response());
+}
