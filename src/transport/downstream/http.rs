@@ -17,7 +17,7 @@
 use crate::auth::{Authenticator, Identity, Rejection, challenge};
 use crate::config::ServerConfig;
 use crate::error::Error;
-use crate::jsonrpc::{Frame, FrameError, Kind};
+use crate::jsonrpc::{Frame, Kind};
 use crate::mcp;
 use crate::session::registry::Registry;
 use crate::session::{RequestCtx, Session};
@@ -441,19 +441,9 @@ async fn post_message(
         Ok(b) => b,
         Err(resp) => return resp,
     };
-    let text = match String::from_utf8(Vec::from(bytes)) {
-        Ok(t) => t,
-        Err(_) => return error_response(StatusCode::BAD_REQUEST, &Error::Parse("body is not UTF-8".into()), None),
-    };
-    let frame = match Frame::parse(text) {
+    let frame = match Frame::decode(Vec::from(bytes)) {
         Ok(f) => f,
-        Err(e) => {
-            let id = match &e {
-                FrameError::Invalid { id, .. } => id.clone(),
-                FrameError::Parse(_) => None,
-            };
-            return error_response(StatusCode::BAD_REQUEST, &Error::from(e), id.as_deref());
-        }
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, &Error::from(e.clone()), e.id()),
     };
     let claims = mcp::meta_claims(frame.params());
     if let Err(e) = check_headers(&headers, &frame, &claims) {
