@@ -268,6 +268,26 @@ async fn resource_metadata(State(state): State<Arc<HttpState>>) -> Response {
 // ------------------------------------------------------------------ POST
 
 /// Checks the mirrored headers of a request against its body.
+/// A 2026-07-28 request (by its header or its `_meta`) declares itself on every request: its
+/// version and capabilities are in `params._meta`, never inferred from earlier requests. One
+/// without them gets -32602 and HTTP 400, naming what is missing. `server/discover` is exempt:
+/// it is how a client that knows nothing yet finds out what the gateway speaks.
+fn check_stateless_meta(headers: &HeaderMap, frame: &Frame, claims: &mcp::MetaClaims) -> Result<(), Error> {
+    let stateless = header_str(headers, "mcp-protocol-version") == Some(mcp::STATELESS_VERSION)
+        || claims.version.as_deref() == Some(mcp::STATELESS_VERSION);
+    if !stateless || frame.kind() != Kind::Request || frame.method() == "server/discover" {
+        return Ok(());
+    }
+    let missing = claims.missing_for_stateless();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::InvalidParams(format!(
+        "a 2026-07-28 request must carry {} in params._meta (the protocol version as a string, the client's capabilities as an object: {{}} for none)",
+        missing.join(" and ")
+    )))
+}
+
 fn check_headers(headers: &HeaderMap, frame: &Frame, claims: &mcp::MetaClaims) -> Result<(), Error> {
     let header_version = header_str(headers, "mcp-protocol-version");
     if let Some(v) = header_version
@@ -449,6 +469,9 @@ async fn post_message(
     if let Err(e) = check_headers(&headers, &frame, &claims) {
         return error_response(e.http_status(), &e, frame.id());
     }
+    if let Err(e) = check_stateless_meta(&headers, &frame, &claims) {
+        return error_response(StatusCode::BAD_REQUEST, &e, frame.id());
+    }
     let target = match pick_session(&state, &identity, &headers, &frame, &claims).await {
         Ok(t) => t,
         Err(resp) => return *resp,
@@ -478,7 +501,7 @@ async fn post_message(
         let session = session.clone();
         async move { session.handle(frame, RequestCtx { key, related, roles: identity.roles, trace }).await }
     });
-    let mut resp = respond(handling, rx).await;
+    let mut resp = respond(handling, rx, stateless).await;
     if let Some(id) = new_id
         && let Ok(v) = HeaderValue::from_str(&id)
     {
@@ -491,13 +514,16 @@ async fn post_message(
 type Handling = std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send>>;
 
 /// JSON if the reply comes before anything related; otherwise an SSE stream ending in the reply.
-async fn respond(mut task: Handling, mut rx: mpsc::Receiver<String>) -> Response {
+async fn respond(mut task: Handling, mut rx: mpsc::Receiver<String>, stateless: bool) -> Response {
     let first = tokio::select! {
         biased;
         Some(msg) = rx.recv() => msg,
         reply = &mut task => {
             return match reply {
-                Some(text) => json_response(StatusCode::OK, text),
+                Some(text) => {
+                    let status = if stateless && is_method_not_found(&text) { StatusCode::NOT_FOUND } else { StatusCode::OK };
+                    json_response(status, text)
+                }
                 // Cancelled by the client: nothing to say.
                 None => StatusCode::ACCEPTED.into_response(),
             };
@@ -519,6 +545,20 @@ async fn respond(mut task: Handling, mut rx: mpsc::Receiver<String>) -> Response
         }
     });
     sse_response(Body::from_stream(stream))
+}
+
+/// 2026-07-28 answers a method nobody implements (the gateway or the upstream it routed to) with
+/// HTTP 404 as well as -32601, so HTTP-level clients and proxies can tell.
+fn is_method_not_found(reply: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Reply {
+        error: Option<Code>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Code {
+        code: i64,
+    }
+    serde_json::from_str::<Reply>(reply).is_ok_and(|r| r.error.is_some_and(|e| e.code == -32601))
 }
 
 fn sse_bytes(text: &str) -> Result<Bytes, Infallible> {
@@ -673,6 +713,33 @@ mod tests {
         assert!(origin_allowed(&c, Some("https://app.example")), "a CORS origin may call");
         assert!(!cors_allowed(&c, Some("https://app.example.evil")));
         assert!(!cors_allowed(&c, None));
+    }
+
+    #[test]
+    fn stateless_requests_must_declare_version_and_capabilities() {
+        let check = |header: Option<&'static str>, text: &str| {
+            let mut h = HeaderMap::new();
+            if let Some(v) = header {
+                h.insert("mcp-protocol-version", HeaderValue::from_static(v));
+            }
+            let f = Frame::parse(text).unwrap();
+            check_stateless_meta(&h, &f, &mcp::meta_claims(f.params()))
+        };
+        let v = r#""io.modelcontextprotocol/protocolVersion":"2026-07-28""#;
+        let caps = r#""io.modelcontextprotocol/clientCapabilities":{}"#;
+        let with =
+            |meta: &str| format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{{"_meta":{{{meta}}}}}}}"#);
+        assert!(check(Some("2026-07-28"), &with(&format!("{v},{caps}"))).is_ok());
+        let e = check(Some("2026-07-28"), r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).unwrap_err();
+        assert_eq!(e.code(), -32602);
+        assert!(e.to_string().contains("protocolVersion and io.modelcontextprotocol/clientCapabilities"), "{e}");
+        let e = check(None, &with(v)).unwrap_err();
+        assert!(e.to_string().contains("clientCapabilities") && !e.to_string().contains("protocolVersion and"), "{e}");
+        let not_an_object = format!(r#"{v},"io.modelcontextprotocol/clientCapabilities":[]"#);
+        assert!(check(Some("2026-07-28"), &with(&not_an_object)).is_err());
+        assert!(check(None, r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).is_ok(), "a 2025-11-25 request");
+        assert!(check(Some("2026-07-28"), r#"{"jsonrpc":"2.0","id":1,"method":"server/discover"}"#).is_ok());
+        assert!(check(Some("2026-07-28"), r#"{"jsonrpc":"2.0","method":"notifications/x"}"#).is_ok());
     }
 
     #[test]
