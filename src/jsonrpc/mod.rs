@@ -4,6 +4,9 @@
 //! need to change is forwarded as those bytes. Changes (a new id, a renamed tool) are splices into
 //! the text, so unknown fields, key order and number formats survive.
 
+pub mod fuzz;
+#[cfg(test)]
+mod proptests;
 pub mod raw_object;
 mod strict;
 
@@ -73,7 +76,30 @@ fn valid_id(raw: &str) -> bool {
     raw.starts_with('"') || (!raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit() || b == b'-'))
 }
 
+impl FrameError {
+    /// The id to answer with: the message's own when it could be read and is a valid id, so the
+    /// client can tell which request was refused; `None` (sent as `null`) otherwise.
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            FrameError::Invalid { id, .. } => id.as_deref(),
+            FrameError::Parse(_) => None,
+        }
+    }
+}
+
 impl Frame {
+    /// One message as a transport received it (an HTTP body, a stdio line): the decoder every
+    /// downstream transport uses, so each answers bad bytes the same way.
+    pub fn decode(bytes: Vec<u8>) -> Result<Frame, FrameError> {
+        let text = String::from_utf8(bytes).map_err(|e| {
+            FrameError::Parse(format!(
+                "the message is not UTF-8 (invalid byte at offset {}); send JSON text in UTF-8",
+                e.utf8_error().valid_up_to()
+            ))
+        })?;
+        Frame::parse(text)
+    }
+
     /// Parses and validates one message. Batches are refused: MCP removed them in 2025-06-18.
     pub fn parse(text: impl Into<String>) -> Result<Frame, FrameError> {
         let text = text.into();

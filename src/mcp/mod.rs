@@ -35,6 +35,23 @@ pub struct MetaClaims {
     pub version: Option<String>,
     /// The gateway's conversation key for stateless clients (see `session::registry`).
     pub conversation: Option<String>,
+    /// Whether `io.modelcontextprotocol/clientCapabilities` is there as an object (2026-07-28
+    /// requests must carry it: capabilities are declared per request).
+    pub capabilities: bool,
+}
+
+impl MetaClaims {
+    /// The `_meta` members a 2026-07-28 request must carry and this one lacks.
+    pub fn missing_for_stateless(&self) -> Vec<&'static str> {
+        let mut missing = Vec::new();
+        if self.version.is_none() {
+            missing.push(META_PROTOCOL_VERSION);
+        }
+        if !self.capabilities {
+            missing.push(META_CLIENT_CAPABILITIES);
+        }
+        missing
+    }
 }
 
 pub fn meta_claims(params: Option<&str>) -> MetaClaims {
@@ -49,9 +66,15 @@ pub fn meta_claims(params: Option<&str>) -> MetaClaims {
         version: Option<String>,
         #[serde(rename = "dev.tollgate/conversationId")]
         conversation: Option<String>,
+        #[serde(rename = "io.modelcontextprotocol/clientCapabilities")]
+        capabilities: Option<serde_json::Value>,
     }
     let Some(Ok(P { meta: Some(m) })) = params.map(serde_json::from_str::<P>) else { return MetaClaims::default() };
-    MetaClaims { version: m.version, conversation: m.conversation }
+    MetaClaims {
+        version: m.version,
+        conversation: m.conversation,
+        capabilities: m.capabilities.is_some_and(|c| c.is_object()),
+    }
 }
 
 /// The tool/prompt name or resource uri a request targets (what `Mcp-Name` must mirror).

@@ -17,7 +17,7 @@
 use crate::auth::{Authenticator, Identity, Rejection, challenge};
 use crate::config::ServerConfig;
 use crate::error::Error;
-use crate::jsonrpc::{Frame, FrameError, Kind};
+use crate::jsonrpc::{Frame, Kind};
 use crate::mcp;
 use crate::session::registry::Registry;
 use crate::session::{RequestCtx, Session};
@@ -90,11 +90,37 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 // ------------------------------------------------------------------ Origin / Host
 
-fn host_name(host: &str) -> &str {
-    if let Some(rest) = host.strip_prefix('[') {
-        return rest.split(']').next().map(|h| &host[..h.len() + 2]).unwrap_or(host);
-    }
-    host.split(':').next().unwrap_or(host)
+/// The host name of an authority that is exactly `host[:port]` — a DNS name or IPv4 address
+/// (letters, digits, `.`, `-`) or a bracketed IPv6 address, and a port of digits only — or
+/// `None` for anything else. Userinfo (`localhost:80@evil.example`), a path, query or fragment
+/// (`evil.example#localhost`) would otherwise let a hostile name pass as a loopback one: a
+/// browser resolves the part after `@`, a lax reader sees the part before it.
+fn authority_host(authority: &str) -> Option<&str> {
+    let (name, port) = match authority.strip_prefix('[') {
+        Some(rest) => {
+            let (inside, after) = rest.split_once(']')?;
+            if inside.is_empty() || !inside.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+                return None;
+            }
+            let port = match after {
+                "" => None,
+                _ => Some(after.strip_prefix(':')?),
+            };
+            (&authority[..inside.len() + 2], port)
+        }
+        None => {
+            let (name, port) = match authority.split_once(':') {
+                Some((name, port)) => (name, Some(port)),
+                None => (authority, None),
+            };
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') {
+                return None;
+            }
+            (name, port)
+        }
+    };
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    port_ok.then_some(name)
 }
 
 fn is_loopback_name(name: &str) -> bool {
@@ -102,20 +128,21 @@ fn is_loopback_name(name: &str) -> bool {
 }
 
 pub fn host_allowed(config: &ServerConfig, host: Option<&str>) -> bool {
-    let Some(host) = host else { return false };
-    let name = host_name(host);
+    let Some(name) = host.and_then(authority_host) else { return false };
     config.allowed_hosts.iter().any(|h| h == "*" || h.eq_ignore_ascii_case(name))
 }
 
+/// An Origin is accepted when configured exactly, or when it is a plain `http(s)://host[:port]`
+/// whose host is a loopback name.
 pub fn origin_allowed(config: &ServerConfig, origin: Option<&str>) -> bool {
     let Some(origin) = origin else { return true }; // non-browser clients send none
     if config.allowed_origins.iter().any(|o| o == "*" || o == origin) || cors_allowed(config, Some(origin)) {
         return true;
     }
-    let Some(rest) = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) else {
+    let Some(authority) = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) else {
         return false;
     };
-    !rest.contains('/') && is_loopback_name(host_name(rest))
+    authority_host(authority).is_some_and(is_loopback_name)
 }
 
 /// CORS is opt-in per exact origin; without a match no CORS header is ever sent, so a page on
@@ -241,6 +268,26 @@ async fn resource_metadata(State(state): State<Arc<HttpState>>) -> Response {
 // ------------------------------------------------------------------ POST
 
 /// Checks the mirrored headers of a request against its body.
+/// A 2026-07-28 request (by its header or its `_meta`) declares itself on every request: its
+/// version and capabilities are in `params._meta`, never inferred from earlier requests. One
+/// without them gets -32602 and HTTP 400, naming what is missing. `server/discover` is exempt:
+/// it is how a client that knows nothing yet finds out what the gateway speaks.
+fn check_stateless_meta(headers: &HeaderMap, frame: &Frame, claims: &mcp::MetaClaims) -> Result<(), Error> {
+    let stateless = header_str(headers, "mcp-protocol-version") == Some(mcp::STATELESS_VERSION)
+        || claims.version.as_deref() == Some(mcp::STATELESS_VERSION);
+    if !stateless || frame.kind() != Kind::Request || frame.method() == "server/discover" {
+        return Ok(());
+    }
+    let missing = claims.missing_for_stateless();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::InvalidParams(format!(
+        "a 2026-07-28 request must carry {} in params._meta (the protocol version as a string, the client's capabilities as an object: {{}} for none)",
+        missing.join(" and ")
+    )))
+}
+
 fn check_headers(headers: &HeaderMap, frame: &Frame, claims: &mcp::MetaClaims) -> Result<(), Error> {
     let header_version = header_str(headers, "mcp-protocol-version");
     if let Some(v) = header_version
@@ -414,23 +461,16 @@ async fn post_message(
         Ok(b) => b,
         Err(resp) => return resp,
     };
-    let text = match String::from_utf8(Vec::from(bytes)) {
-        Ok(t) => t,
-        Err(_) => return error_response(StatusCode::BAD_REQUEST, &Error::Parse("body is not UTF-8".into()), None),
-    };
-    let frame = match Frame::parse(text) {
+    let frame = match Frame::decode(Vec::from(bytes)) {
         Ok(f) => f,
-        Err(e) => {
-            let id = match &e {
-                FrameError::Invalid { id, .. } => id.clone(),
-                FrameError::Parse(_) => None,
-            };
-            return error_response(StatusCode::BAD_REQUEST, &Error::from(e), id.as_deref());
-        }
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, &Error::from(e.clone()), e.id()),
     };
     let claims = mcp::meta_claims(frame.params());
     if let Err(e) = check_headers(&headers, &frame, &claims) {
         return error_response(e.http_status(), &e, frame.id());
+    }
+    if let Err(e) = check_stateless_meta(&headers, &frame, &claims) {
+        return error_response(StatusCode::BAD_REQUEST, &e, frame.id());
     }
     let target = match pick_session(&state, &identity, &headers, &frame, &claims).await {
         Ok(t) => t,
@@ -461,7 +501,7 @@ async fn post_message(
         let session = session.clone();
         async move { session.handle(frame, RequestCtx { key, related, roles: identity.roles, trace }).await }
     });
-    let mut resp = respond(handling, rx).await;
+    let mut resp = respond(handling, rx, stateless).await;
     if let Some(id) = new_id
         && let Ok(v) = HeaderValue::from_str(&id)
     {
@@ -474,13 +514,16 @@ async fn post_message(
 type Handling = std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send>>;
 
 /// JSON if the reply comes before anything related; otherwise an SSE stream ending in the reply.
-async fn respond(mut task: Handling, mut rx: mpsc::Receiver<String>) -> Response {
+async fn respond(mut task: Handling, mut rx: mpsc::Receiver<String>, stateless: bool) -> Response {
     let first = tokio::select! {
         biased;
         Some(msg) = rx.recv() => msg,
         reply = &mut task => {
             return match reply {
-                Some(text) => json_response(StatusCode::OK, text),
+                Some(text) => {
+                    let status = if stateless && is_method_not_found(&text) { StatusCode::NOT_FOUND } else { StatusCode::OK };
+                    json_response(status, text)
+                }
                 // Cancelled by the client: nothing to say.
                 None => StatusCode::ACCEPTED.into_response(),
             };
@@ -502,6 +545,20 @@ async fn respond(mut task: Handling, mut rx: mpsc::Receiver<String>) -> Response
         }
     });
     sse_response(Body::from_stream(stream))
+}
+
+/// 2026-07-28 answers a method nobody implements (the gateway or the upstream it routed to) with
+/// HTTP 404 as well as -32601, so HTTP-level clients and proxies can tell.
+fn is_method_not_found(reply: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Reply {
+        error: Option<Code>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Code {
+        code: i64,
+    }
+    serde_json::from_str::<Reply>(reply).is_ok_and(|r| r.error.is_some_and(|e| e.code == -32601))
 }
 
 fn sse_bytes(text: &str) -> Result<Bytes, Infallible> {
@@ -602,11 +659,45 @@ mod tests {
     }
 
     #[test]
+    fn a_host_with_userinfo_path_or_a_bad_port_is_not_loopback() {
+        for host in [
+            "localhost@evil.example",
+            "localhost:80@evil.example",
+            "evil.example#localhost",
+            "localhost/x",
+            "localhost:",
+            "localhost:80x",
+            "localhost:8080:1",
+            "[::1]evil.example",
+            "[::1]:80@evil.example",
+            "[evil.example]",
+            "",
+        ] {
+            assert!(!host_allowed(&cfg(), Some(host)), "{host:?} passed as loopback");
+        }
+    }
+
+    #[test]
     fn origins_are_checked() {
         assert!(origin_allowed(&cfg(), None));
         assert!(origin_allowed(&cfg(), Some("http://localhost:3000")));
         assert!(!origin_allowed(&cfg(), Some("https://evil.example")));
         assert!(!origin_allowed(&cfg(), Some("http://localhost.evil.example")));
+        assert!(origin_allowed(&cfg(), Some("https://[::1]:8443")));
+        for origin in [
+            "http://localhost:80@evil.example",
+            "http://localhost@evil.example",
+            "http://127.0.0.1:1@evil.example:80",
+            "http://localhost/",
+            "http://localhost?x",
+            "http://localhost#x",
+            "http://localhost:3000x",
+            "http://[::1]@evil.example",
+            "null",
+            "file://localhost",
+        ] {
+            assert!(!origin_allowed(&cfg(), Some(origin)), "{origin:?} passed as loopback");
+        }
         let mut c = cfg();
         c.allowed_origins.push("https://app.example".into());
         assert!(origin_allowed(&c, Some("https://app.example")));
@@ -622,6 +713,33 @@ mod tests {
         assert!(origin_allowed(&c, Some("https://app.example")), "a CORS origin may call");
         assert!(!cors_allowed(&c, Some("https://app.example.evil")));
         assert!(!cors_allowed(&c, None));
+    }
+
+    #[test]
+    fn stateless_requests_must_declare_version_and_capabilities() {
+        let check = |header: Option<&'static str>, text: &str| {
+            let mut h = HeaderMap::new();
+            if let Some(v) = header {
+                h.insert("mcp-protocol-version", HeaderValue::from_static(v));
+            }
+            let f = Frame::parse(text).unwrap();
+            check_stateless_meta(&h, &f, &mcp::meta_claims(f.params()))
+        };
+        let v = r#""io.modelcontextprotocol/protocolVersion":"2026-07-28""#;
+        let caps = r#""io.modelcontextprotocol/clientCapabilities":{}"#;
+        let with =
+            |meta: &str| format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{{"_meta":{{{meta}}}}}}}"#);
+        assert!(check(Some("2026-07-28"), &with(&format!("{v},{caps}"))).is_ok());
+        let e = check(Some("2026-07-28"), r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).unwrap_err();
+        assert_eq!(e.code(), -32602);
+        assert!(e.to_string().contains("protocolVersion and io.modelcontextprotocol/clientCapabilities"), "{e}");
+        let e = check(None, &with(v)).unwrap_err();
+        assert!(e.to_string().contains("clientCapabilities") && !e.to_string().contains("protocolVersion and"), "{e}");
+        let not_an_object = format!(r#"{v},"io.modelcontextprotocol/clientCapabilities":[]"#);
+        assert!(check(Some("2026-07-28"), &with(&not_an_object)).is_err());
+        assert!(check(None, r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).is_ok(), "a 2025-11-25 request");
+        assert!(check(Some("2026-07-28"), r#"{"jsonrpc":"2.0","id":1,"method":"server/discover"}"#).is_ok());
+        assert!(check(Some("2026-07-28"), r#"{"jsonrpc":"2.0","method":"notifications/x"}"#).is_ok());
     }
 
     #[test]

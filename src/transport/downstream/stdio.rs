@@ -6,7 +6,7 @@
 //! is queued in one write.
 
 use crate::error::Error;
-use crate::jsonrpc::{Frame, FrameError, Kind};
+use crate::jsonrpc::{Frame, Kind};
 use crate::session::{RequestCtx, Session};
 use std::io::{BufRead, Write};
 use std::sync::Arc;
@@ -15,9 +15,10 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// One line from stdin, or the news that it was too long.
+/// One line from stdin (its bytes as read: decoding, UTF-8 included, is the decoder's job), or
+/// the news that it was too long.
 enum Incoming {
-    Line(String),
+    Line(Vec<u8>),
     TooLong,
 }
 
@@ -39,7 +40,7 @@ fn spawn_reader(max: usize) -> mpsc::Receiver<Incoming> {
                 };
                 if buf.is_empty() {
                     if !line.is_empty() && !too_long {
-                        let _ = tx.blocking_send(Incoming::Line(String::from_utf8_lossy(&line).into_owned()));
+                        let _ = tx.blocking_send(Incoming::Line(std::mem::take(&mut line)));
                     }
                     return;
                 }
@@ -59,14 +60,7 @@ fn spawn_reader(max: usize) -> mpsc::Receiver<Incoming> {
                     break;
                 }
             }
-            let item = if too_long {
-                Incoming::TooLong
-            } else {
-                match String::from_utf8(std::mem::take(&mut line)) {
-                    Ok(text) => Incoming::Line(text),
-                    Err(_) => Incoming::Line("\u{fffd}".into()), // not UTF-8: answered as a parse error
-                }
-            };
+            let item = if too_long { Incoming::TooLong } else { Incoming::Line(std::mem::take(&mut line)) };
             if tx.blocking_send(item).is_err() {
                 return;
             }
@@ -113,10 +107,10 @@ pub async fn serve(session: Arc<Session>, max_message: usize, shutdown: Cancella
             line = lines.recv() => line,
             _ = shutdown.cancelled() => break,
         };
-        let text = match incoming {
+        let bytes = match incoming {
             None => break,
-            Some(Incoming::Line(text)) if text.trim().is_empty() => continue,
-            Some(Incoming::Line(text)) => text,
+            Some(Incoming::Line(bytes)) if bytes.trim_ascii().is_empty() => continue,
+            Some(Incoming::Line(bytes)) => bytes,
             Some(Incoming::TooLong) => {
                 let e = Error::InvalidRequest(format!(
                     "message larger than {max_message} bytes; split the data or raise server.max_body_bytes"
@@ -125,14 +119,10 @@ pub async fn serve(session: Arc<Session>, max_message: usize, shutdown: Cancella
                 continue;
             }
         };
-        let frame = match Frame::parse(text) {
+        let frame = match Frame::decode(bytes) {
             Ok(frame) => frame,
             Err(e) => {
-                let id = match &e {
-                    FrameError::Invalid { id, .. } => id.clone(),
-                    FrameError::Parse(_) => None,
-                };
-                let _ = tx.send(Error::from(e).to_jsonrpc(id.as_deref())).await;
+                let _ = tx.send(Error::from(e.clone()).to_jsonrpc(e.id())).await;
                 continue;
             }
         };

@@ -5,6 +5,10 @@
 //! request, plus a GET stream for messages not tied to a request. 2026-07-28 upstreams get the
 //! `Mcp-Method`/`Mcp-Name` headers mirrored from the body.
 //!
+//! A request's reply is taken only from the response to the POST that carried it: a reply with
+//! another id (on a POST's response or the GET stream) is dropped, and a POST whose response
+//! ends without its reply fails that request at once (-31005) rather than at its deadline.
+//!
 //! The only headers an upstream sees are the ones built here: its configured `headers`
 //! (credentials resolved from their references when the connection starts) and the protocol's
 //! own. Nothing from the client's HTTP request (its `Authorization`, cookies) is ever copied: a
@@ -253,13 +257,57 @@ impl PostContext {
                 Err(format!("HTTP {status} with an empty body"))
             };
         }
-        match Frame::parse(body) {
-            Ok(frame) => {
-                self.dispatcher.dispatch(frame, self.request_id);
-                Ok(())
-            }
-            Err(_) if !status.is_success() => Err(format!("HTTP {status}")),
-            Err(e) => Err(format!("invalid JSON-RPC from upstream: {e:?}")),
+        let frame = match Frame::parse(body) {
+            Ok(frame) => frame,
+            Err(_) if !status.is_success() => return Err(format!("HTTP {status}")),
+            Err(e) => return Err(format!("invalid JSON-RPC from upstream: {e:?}")),
+        };
+        let replied = deliver(&self.dispatcher, frame, self.request_id);
+        if self.request_id.is_some() && !replied {
+            return Err("the upstream's response to this request held no reply with its id".into());
+        }
+        Ok(())
+    }
+}
+
+/// What a message read from a POST's response (or, with `via: None`, from the GET stream) is.
+#[derive(Debug, PartialEq, Eq)]
+enum Carried {
+    /// The reply to `via`, the request that POST carried.
+    Reply,
+    /// A request or notification from the upstream.
+    Event,
+    /// A reply to anything else. Taking it would let one response resolve a different request
+    /// in flight (or one the gateway already gave up on), so it is dropped.
+    Stray,
+}
+
+fn classify(frame: &Frame, via: Option<u64>) -> Carried {
+    if frame.kind() != Kind::Response {
+        return Carried::Event;
+    }
+    match via {
+        Some(id) if frame.id() == Some(id.to_string().as_str()) => Carried::Reply,
+        _ => Carried::Stray,
+    }
+}
+
+/// Hands one message to the dispatcher unless it is a stray reply; returns whether it was the
+/// reply to `via`.
+fn deliver(dispatcher: &Dispatcher, frame: Frame, via: Option<u64>) -> bool {
+    match classify(&frame, via) {
+        Carried::Stray => {
+            tracing::warn!(
+                upstream = %dispatcher.upstream,
+                id = ?frame.id(),
+                expected = ?via,
+                "dropping a reply that does not answer the request whose response carried it"
+            );
+            false
+        }
+        carried => {
+            dispatcher.dispatch(frame, via);
+            carried == Carried::Reply
         }
     }
 }
@@ -290,10 +338,7 @@ async fn read_sse(resp: reqwest::Response, dispatcher: &Dispatcher, via: Option<
             }
             match Frame::parse(data) {
                 Ok(frame) => {
-                    let is_reply = frame.kind() == Kind::Response
-                        && via.is_some_and(|id| frame.id() == Some(id.to_string().as_str()));
-                    dispatcher.dispatch(frame, via);
-                    if is_reply {
+                    if deliver(dispatcher, frame, via) {
                         return true;
                     }
                 }
@@ -302,4 +347,29 @@ async fn read_sse(resp: reqwest::Response, dispatcher: &Dispatcher, via: Option<
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(text: &str) -> Frame {
+        Frame::parse(text.to_string()).unwrap()
+    }
+
+    #[test]
+    fn only_the_reply_to_the_carrying_request_is_taken() {
+        let reply = frame(r#"{"jsonrpc":"2.0","id":7,"result":{}}"#);
+        assert_eq!(classify(&reply, Some(7)), Carried::Reply);
+        assert_eq!(classify(&reply, Some(8)), Carried::Stray, "another request's reply");
+        assert_eq!(classify(&reply, None), Carried::Stray, "a reply on the GET stream");
+        let as_string = frame(r#"{"jsonrpc":"2.0","id":"7","result":{}}"#);
+        assert_eq!(classify(&as_string, Some(7)), Carried::Stray, "our ids are integers");
+        let error_without_id = frame(r#"{"jsonrpc":"2.0","error":{"code":-32700,"message":"x"}}"#);
+        assert_eq!(classify(&error_without_id, Some(7)), Carried::Stray);
+        let progress = frame(r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{}}"#);
+        assert_eq!(classify(&progress, Some(7)), Carried::Event);
+        let sampling = frame(r#"{"jsonrpc":"2.0","id":7,"method":"sampling/createMessage","params":{}}"#);
+        assert_eq!(classify(&sampling, Some(7)), Carried::Event, "an upstream request, whatever its id");
+    }
 }

@@ -24,6 +24,8 @@ pub enum Reply {
     Raw(String),
     /// Never answers (the connection stays open until the gateway gives up).
     Hang,
+    /// Waits until the test opens the gate (`Notify::notify_one`), then replies as given.
+    After(Arc<tokio::sync::Notify>, Box<Reply>),
 }
 
 /// Decides the reply to every request other than `initialize` and `tools/list`.
@@ -106,7 +108,7 @@ async fn handle(State(upstream): State<Arc<Upstream>>, headers: HeaderMap, body:
     let Some(id) = parsed.get("id").cloned() else {
         return StatusCode::ACCEPTED.into_response(); // a notification
     };
-    let reply = match method {
+    let mut reply = match method {
         "initialize" => Reply::Result(json!({
             "protocolVersion": "2025-11-25",
             "capabilities": {"tools": {"listChanged": true}},
@@ -116,6 +118,10 @@ async fn handle(State(upstream): State<Arc<Upstream>>, headers: HeaderMap, body:
         "server/discover" => Reply::Error(-32601, "Method not found".into()),
         _ => (upstream.script)(&parsed),
     };
+    while let Reply::After(gate, then) = reply {
+        gate.notified().await;
+        reply = *then;
+    }
     let body = match reply {
         Reply::Result(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string(),
         Reply::Error(code, message) => {
@@ -123,6 +129,7 @@ async fn handle(State(upstream): State<Arc<Upstream>>, headers: HeaderMap, body:
         }
         Reply::Raw(raw) => raw,
         Reply::Hang => std::future::pending().await,
+        Reply::After(..) => unreachable!("waited for above"),
     };
     ([(header::CONTENT_TYPE, "application/json"), (header::HeaderName::from_static("mcp-session-id"), "rec-1")], body)
         .into_response()
