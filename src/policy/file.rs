@@ -29,6 +29,9 @@ pub struct Defaults {
     pub timeout_ms: Option<u64>,
     /// Largest tool output passed to the client; larger output is withheld with a clear error.
     pub max_output_bytes: Option<usize>,
+    /// Hide (and refuse calls to) tools whose definition looks poisoned (see
+    /// `policy::description`). Off by default: such tools are listed, with a warning and a metric.
+    pub quarantine_flagged_tools: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -56,7 +59,13 @@ pub struct UpstreamRules {
     pub deny: Vec<String>,
     #[serde(default, rename = "tool")]
     pub tools: Vec<ToolRules>,
+    /// Which requests this upstream may send the client: of `sampling`, `elicitation`, `roots`.
+    /// Omitted: whichever the client declared. Any other is refused and audited, never forwarded.
+    pub server_requests: Option<Vec<String>>,
 }
+
+/// The server-to-client requests `server_requests` can grant, by client capability.
+pub const SERVER_REQUEST_KINDS: [&str; 3] = ["sampling", "elicitation", "roots"];
 
 fn yes() -> bool {
     true
@@ -129,6 +138,10 @@ impl PolicyFile {
                 return Err(format!(
                     "{key}: write_roles only matters on a read-only upstream; remove it or remove read_only = false"
                 ));
+            }
+            if let Some(kind) = u.server_requests.iter().flatten().find(|k| !SERVER_REQUEST_KINDS.contains(&k.as_str()))
+            {
+                return Err(format!("{key}.server_requests: unknown kind {kind:?} (use {SERVER_REQUEST_KINDS:?})"));
             }
             for pattern in u.allow.iter().chain(&u.deny) {
                 if pattern.is_empty() {

@@ -10,6 +10,7 @@ pub mod description;
 pub mod file;
 pub mod glob;
 pub mod handle;
+pub mod listing;
 pub mod rate;
 pub mod redaction;
 pub mod roles;
@@ -29,6 +30,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 pub use tool::ToolDefinition;
+
+/// The rule id of a tool hidden because its definition was flagged (`quarantine_flagged_tools`).
+pub const QUARANTINE_RULE: &str = "quarantine:description";
 
 /// What one policy check concluded, and which rule said so (stored in the audit record).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,6 +154,9 @@ impl Policy {
             if file.defaults.max_output_bytes.is_some() {
                 defaults.max_output_bytes = file.defaults.max_output_bytes;
             }
+            if file.defaults.quarantine_flagged_tools.is_some() {
+                defaults.quarantine_flagged_tools = file.defaults.quarantine_flagged_tools;
+            }
             if let Some(r) = &file.redaction {
                 Redactor::new(r).map_err(|e| format!("{name}: {e}"))?;
                 redaction = r.clone();
@@ -205,6 +212,39 @@ impl Policy {
     /// The redaction rules for everything upstreams send back.
     pub fn redactor(&self) -> &Redactor {
         &self.redactor
+    }
+
+    /// With `quarantine_flagged_tools`, a tool whose definition looks poisoned is hidden and
+    /// refused (rule `quarantine:description`); `None` when the tool may be offered.
+    pub fn quarantine(&self, tool: &ToolDefinition) -> Option<Decision> {
+        if !self.defaults.quarantine_flagged_tools.unwrap_or(false) || tool.flags.is_empty() {
+            return None;
+        }
+        Some(Decision::deny(
+            QUARANTINE_RULE,
+            format!("{}'s definition looks like it carries hidden instructions ({})", tool.name, tool.flags.join(", ")),
+        ))
+    }
+
+    /// May `upstream` send the client a request that needs the client capability `kind`
+    /// (`sampling`, `elicitation`, `roots`)? Decided by the first block naming the upstream,
+    /// whatever its roles: the upstream asks, not an identity. No `server_requests`: allowed
+    /// (the client's declared capabilities still apply).
+    pub fn server_request(&self, upstream: &str, kind: &str) -> Decision {
+        let Mode::Files(all) = &self.mode else {
+            return Decision::allow("default:client-capabilities", "no policy files");
+        };
+        let Some(block) = all.iter().find(|r| glob::matches(&r.rules.name, upstream)) else {
+            return Decision::allow("default:client-capabilities", "no policy block names the upstream");
+        };
+        let rule = format!("{}:{}:server_requests", block.file, block.label());
+        match &block.rules.server_requests {
+            Some(granted) if !granted.iter().any(|g| g == kind) => Decision::deny(
+                rule,
+                format!("the policy does not let upstream {upstream:?} send {kind} requests to the client"),
+            ),
+            _ => Decision::allow(rule, "allowed"),
+        }
     }
 
     /// Whether the policy for `upstream` is in dry-run (decisions audited, not enforced).
