@@ -32,6 +32,9 @@ pub struct Defaults {
     /// Hide (and refuse calls to) tools whose definition looks poisoned (see
     /// `policy::description`). Off by default: such tools are listed, with a warning and a metric.
     pub quarantine_flagged_tools: Option<bool>,
+    /// Refuse calls whose arguments carry a secret (the redaction rule set's secret rules):
+    /// credentials should not travel to tools. A tool's own setting overrides this.
+    pub refuse_secret_arguments: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -102,6 +105,12 @@ pub struct ToolRules {
     /// approval (or is refused, per `[taint] sinks`).
     #[serde(default)]
     pub sink: bool,
+    /// Regexes (syntax of the `regex` crate: linear time) no string argument may match, e.g.
+    /// shell metacharacters for a tool that runs commands: `['[;&|`$<>]', '\n']`.
+    #[serde(default)]
+    pub deny_arg_patterns: Vec<String>,
+    /// Overrides `[defaults] refuse_secret_arguments` for this tool.
+    pub refuse_secret_arguments: Option<bool>,
 }
 
 /// Path arguments must stay under one of `roots` after normalisation.
@@ -169,6 +178,10 @@ impl PolicyFile {
                     && (u.args.is_empty() || u.hosts.is_empty())
                 {
                     return Err(format!("{tkey}.urls: needs at least one arg name and one host"));
+                }
+                for pattern in &t.deny_arg_patterns {
+                    regex::Regex::new(pattern)
+                        .map_err(|e| format!("{tkey}.deny_arg_patterns: {pattern:?} is not a valid regex: {e}"))?;
                 }
                 if t.approval && !t.approval_when.is_empty() {
                     return Err(format!(

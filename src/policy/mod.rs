@@ -5,6 +5,7 @@
 //! (see [`handle`]), so a call sees one consistent policy from its first layer to its last.
 
 pub mod approval;
+pub mod arg_content;
 pub mod args;
 pub mod description;
 pub mod file;
@@ -30,6 +31,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 pub use tool::ToolDefinition;
+
+/// See [`Policy::argument_content_rules`].
+pub struct ArgumentContentRules<'a> {
+    pub refuse_secrets: bool,
+    /// The rule id and the patterns, when the tool has any.
+    pub patterns: Option<(String, Vec<&'a regex::Regex>)>,
+}
 
 /// The rule id of a tool hidden because its definition was flagged (`quarantine_flagged_tools`).
 pub const QUARANTINE_RULE: &str = "quarantine:description";
@@ -97,6 +105,8 @@ pub struct Policy {
     rate_limits: (rate::RateLimits, String),
     /// `[taint]`: what tainted sessions meet at sinks (the last file that sets it wins).
     taint_rules: taint::TaintRules,
+    /// Every tool's `deny_arg_patterns`, compiled once, by pattern text.
+    arg_patterns: HashMap<String, regex::Regex>,
 }
 
 impl Policy {
@@ -112,6 +122,7 @@ impl Policy {
             redactor: Arc::new(Redactor::new(&RedactionConfig::default()).expect("built-in rules compile")),
             rate_limits: Default::default(),
             taint_rules: Default::default(),
+            arg_patterns: HashMap::new(),
         }
     }
 
@@ -141,6 +152,7 @@ impl Policy {
         let mut redaction = RedactionConfig::default();
         let mut rate_limits = (rate::RateLimits::default(), String::new());
         let mut taint_rules = taint::TaintRules::default();
+        let mut arg_patterns = HashMap::new();
         for path in files {
             let name = path.display().to_string();
             let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: cannot read: {e}"))?;
@@ -157,6 +169,9 @@ impl Policy {
             if file.defaults.quarantine_flagged_tools.is_some() {
                 defaults.quarantine_flagged_tools = file.defaults.quarantine_flagged_tools;
             }
+            if file.defaults.refuse_secret_arguments.is_some() {
+                defaults.refuse_secret_arguments = file.defaults.refuse_secret_arguments;
+            }
             if let Some(r) = &file.redaction {
                 Redactor::new(r).map_err(|e| format!("{name}: {e}"))?;
                 redaction = r.clone();
@@ -170,6 +185,10 @@ impl Policy {
             }
             for upstream in &file.upstreams {
                 for tool in &upstream.tools {
+                    for pattern in &tool.deny_arg_patterns {
+                        let compiled = regex::Regex::new(pattern).map_err(|e| format!("{name}: {e}"))?;
+                        arg_patterns.insert(pattern.clone(), compiled);
+                    }
                     if let Some(schema) = &tool.schema {
                         let full = schema_dir.join(schema);
                         let text = std::fs::read_to_string(&full)
@@ -192,7 +211,16 @@ impl Policy {
         }
         let version: String = hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
         let redactor = Arc::new(Redactor::new(&redaction)?);
-        Ok(Policy { version, mode: Mode::Files(rules), defaults, schemas, redactor, rate_limits, taint_rules })
+        Ok(Policy {
+            version,
+            mode: Mode::Files(rules),
+            defaults,
+            schemas,
+            redactor,
+            rate_limits,
+            taint_rules,
+            arg_patterns,
+        })
     }
 
     /// The first block that names `upstream` and applies to `roles`: the one every decision for
@@ -379,6 +407,24 @@ impl Policy {
     }
 
     /// Path and URL argument guards for `tool`, with the rule id that set them.
+    /// What the strings in a call's arguments must not contain: the tool's compiled deny
+    /// patterns (with its rule id prefix) and whether secrets refuse the call.
+    pub fn argument_content_rules(&self, roles: &Roles, upstream: &str, tool: &str) -> ArgumentContentRules<'_> {
+        let entry = self.tool_rules(roles, upstream, tool);
+        let refuse_secrets = entry
+            .and_then(|(_, t)| t.refuse_secret_arguments)
+            .or(self.defaults.refuse_secret_arguments)
+            .unwrap_or(false);
+        let patterns = entry
+            .map(|(r, t)| {
+                let rule = format!("{}:{}:tool:{}:deny_arg_patterns", r.file, r.label(), t.name);
+                let compiled = t.deny_arg_patterns.iter().filter_map(|p| self.arg_patterns.get(p)).collect();
+                (rule, compiled)
+            })
+            .filter(|(_, compiled): &(String, Vec<&regex::Regex>)| !compiled.is_empty());
+        ArgumentContentRules { refuse_secrets, patterns }
+    }
+
     pub fn guards(&self, roles: &Roles, upstream: &str, tool: &str) -> Option<(String, &ToolRules)> {
         let (r, t) = self.tool_rules(roles, upstream, tool)?;
         (t.paths.is_some() || t.urls.is_some()).then(|| (format!("{}:{}:tool:{}", r.file, r.label(), t.name), t))

@@ -293,3 +293,69 @@ async fn sampling_the_policy_does_not_grant_is_refused_even_when_the_client_coul
     let refusal = refusal_record(&gw).await;
     assert_eq!(refusal["rule"], "p.toml:fx:server_requests");
 }
+
+/// T27: an exec-style tool whose policy refuses shell metacharacters: `;`, `$( )`, backticks and
+/// a newline each refuse the call with -31001 naming the rule, nothing reaches the upstream,
+/// each refusal is audited, and a plain argument still runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shell_metacharacters_in_exec_arguments_are_refused() {
+    let upstream =
+        RecordingUpstream::start(vec![read_only_tool("run", "Runs a command")], |_| text_result("ran")).await;
+    let gw = gateway_before(
+        &upstream,
+        "[[upstream]]\nname = \"up\"\nallow = [\"*\"]\n[[upstream.tool]]\nname = \"run\"\n\
+         deny_arg_patterns = ['[;&|`$<>]', '\\n']\n",
+    )
+    .await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+    let attacks = ["ls; rm -rf ~", "$(curl x)", "`id`", "ls\nrm -rf /"];
+    for attack in attacks {
+        let reply = client.call_tool("up__run", json!({"cmd": attack})).await;
+        assert_eq!(reply["error"]["code"], -31001, "{attack:?}: {reply}");
+        assert_eq!(reply["error"]["data"]["rule"], "p.toml:up:tool:run:deny_arg_patterns");
+        assert!(reply["error"]["message"].as_str().unwrap().contains("/cmd"), "{reply}");
+    }
+    assert!(upstream.calls().is_empty(), "{:?}", upstream.calls());
+    let denied = audited(&gw, "up__run");
+    assert_eq!(denied.len(), attacks.len(), "{denied:?}");
+    assert!(denied.iter().all(|r| r["decision"] == "deny" && r["error_code"] == -31001), "{denied:?}");
+    assert_eq!(first_text(&client.call_tool("up__run", json!({"cmd": "ls -la"})).await["result"]), "ran");
+}
+
+/// T28: with `refuse_secret_arguments`, arguments carrying an AWS key, a GitHub token or a
+/// private key are refused (-31001, `arguments:secret:<rule>`), never forwarded, and the audit
+/// record holds only the redacted arguments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_in_arguments_are_refused_and_never_stored() {
+    let upstream =
+        RecordingUpstream::start(vec![read_only_tool("note", "Saves a note")], |_| text_result("saved")).await;
+    let gw = gateway_before(
+        &upstream,
+        "[defaults]\nrefuse_secret_arguments = true\n[[upstream]]\nname = \"up\"\nallow = [\"*\"]\n",
+    )
+    .await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+    let secrets = [
+        ("AKIAIOSFODNN7EXAMPLE", "aws-access-key"),
+        ("ghp_0123456789abcdefghijABCDEFGHIJ012345", "github-token"),
+        (
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----",
+            "private-key",
+        ),
+    ];
+    for (secret, rule) in secrets {
+        let reply = client.call_tool("up__note", json!({"text": format!("remember {secret}")})).await;
+        assert_eq!(reply["error"]["code"], -31001, "{reply}");
+        assert_eq!(reply["error"]["data"]["rule"], format!("arguments:secret:{rule}"));
+        assert!(!reply.to_string().contains(&secret[..12]), "the reply echoes the secret: {reply}");
+    }
+    assert!(upstream.calls().is_empty(), "{:?}", upstream.calls());
+    let log = std::fs::read_to_string(gw.dir.path().join("audit/audit.jsonl")).unwrap();
+    for (secret, _) in secrets {
+        assert!(!log.contains(&secret[..12]), "a secret reached the audit log");
+    }
+    assert_eq!(audited(&gw, "up__note").len(), secrets.len());
+    assert_eq!(first_text(&client.call_tool("up__note", json!({"text": "buy milk"})).await["result"]), "saved");
+}
