@@ -95,12 +95,13 @@ fn shared(
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<Arc<Shared>> {
     let http = UpstreamClients::new(&upstreams).map_err(anyhow::Error::msg)?;
+    let audit = audit_log(config)?;
     Ok(Arc::new(Shared {
         upstreams: upstreams.into_iter().map(Arc::new).collect(),
         separator: config.gateway.separator.clone(),
         request_timeout: config.gateway.request_timeout(),
         http,
-        tool_stack: stack::build(config.gateway.request_timeout(), audit_log(config)?),
+        tool_stack: stack::build(config.gateway.request_timeout(), audit.clone()),
         policy,
         pins,
         principal,
@@ -120,6 +121,7 @@ fn shared(
         cost: Arc::new(crate::cost::CostModel::from_config(&config.cost).map_err(|e| anyhow::anyhow!(e))?),
         max_in_flight_per_session: config.server.max_in_flight_per_session,
         metrics,
+        audit,
     }))
 }
 

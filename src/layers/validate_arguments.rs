@@ -117,6 +117,17 @@ pub fn check_arguments(
 
 impl<S> ValidateArguments<S> {
     fn check(&self, call: &ToolCall) -> Option<ShortCircuit> {
+        // Content the policy refuses outright (secrets, deny patterns) before schema work.
+        if let Some(denied) = crate::policy::arg_content::check(
+            &call.policy,
+            &call.roles,
+            &call.upstream,
+            &call.tool.name,
+            &call.arguments,
+        ) && let Err(d) = call.enforce("arguments", denied)
+        {
+            return Some(Err(Error::PolicyDenied { rule: d.rule, reason: d.reason }));
+        }
         match check_arguments(&call.policy, &call.roles, &call.upstream, &call.tool, &call.arguments, &self.cache) {
             ArgumentsVerdict::Valid { rule } => {
                 let _ = call.enforce("arguments", Decision { allowed: true, rule, reason: "arguments valid".into() });

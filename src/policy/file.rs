@@ -29,6 +29,12 @@ pub struct Defaults {
     pub timeout_ms: Option<u64>,
     /// Largest tool output passed to the client; larger output is withheld with a clear error.
     pub max_output_bytes: Option<usize>,
+    /// Hide (and refuse calls to) tools whose definition looks poisoned (see
+    /// `policy::description`). Off by default: such tools are listed, with a warning and a metric.
+    pub quarantine_flagged_tools: Option<bool>,
+    /// Refuse calls whose arguments carry a secret (the redaction rule set's secret rules):
+    /// credentials should not travel to tools. A tool's own setting overrides this.
+    pub refuse_secret_arguments: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -56,7 +62,13 @@ pub struct UpstreamRules {
     pub deny: Vec<String>,
     #[serde(default, rename = "tool")]
     pub tools: Vec<ToolRules>,
+    /// Which requests this upstream may send the client: of `sampling`, `elicitation`, `roots`.
+    /// Omitted: whichever the client declared. Any other is refused and audited, never forwarded.
+    pub server_requests: Option<Vec<String>>,
 }
+
+/// The server-to-client requests `server_requests` can grant, by client capability.
+pub const SERVER_REQUEST_KINDS: [&str; 3] = ["sampling", "elicitation", "roots"];
 
 fn yes() -> bool {
     true
@@ -93,6 +105,12 @@ pub struct ToolRules {
     /// approval (or is refused, per `[taint] sinks`).
     #[serde(default)]
     pub sink: bool,
+    /// Regexes (syntax of the `regex` crate: linear time) no string argument may match, e.g.
+    /// shell metacharacters for a tool that runs commands: `['[;&|`$<>]', '\n']`.
+    #[serde(default)]
+    pub deny_arg_patterns: Vec<String>,
+    /// Overrides `[defaults] refuse_secret_arguments` for this tool.
+    pub refuse_secret_arguments: Option<bool>,
 }
 
 /// Path arguments must stay under one of `roots` after normalisation.
@@ -130,6 +148,10 @@ impl PolicyFile {
                     "{key}: write_roles only matters on a read-only upstream; remove it or remove read_only = false"
                 ));
             }
+            if let Some(kind) = u.server_requests.iter().flatten().find(|k| !SERVER_REQUEST_KINDS.contains(&k.as_str()))
+            {
+                return Err(format!("{key}.server_requests: unknown kind {kind:?} (use {SERVER_REQUEST_KINDS:?})"));
+            }
             for pattern in u.allow.iter().chain(&u.deny) {
                 if pattern.is_empty() {
                     return Err(format!("{key}: empty tool pattern in allow/deny"));
@@ -156,6 +178,10 @@ impl PolicyFile {
                     && (u.args.is_empty() || u.hosts.is_empty())
                 {
                     return Err(format!("{tkey}.urls: needs at least one arg name and one host"));
+                }
+                for pattern in &t.deny_arg_patterns {
+                    regex::Regex::new(pattern)
+                        .map_err(|e| format!("{tkey}.deny_arg_patterns: {pattern:?} is not a valid regex: {e}"))?;
                 }
                 if t.approval && !t.approval_when.is_empty() {
                     return Err(format!(

@@ -5,11 +5,13 @@
 //! (see [`handle`]), so a call sees one consistent policy from its first layer to its last.
 
 pub mod approval;
+pub mod arg_content;
 pub mod args;
 pub mod description;
 pub mod file;
 pub mod glob;
 pub mod handle;
+pub mod listing;
 pub mod rate;
 pub mod redaction;
 pub mod roles;
@@ -29,6 +31,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 pub use tool::ToolDefinition;
+
+/// See [`Policy::argument_content_rules`].
+pub struct ArgumentContentRules<'a> {
+    pub refuse_secrets: bool,
+    /// The rule id and the patterns, when the tool has any.
+    pub patterns: Option<(String, Vec<&'a regex::Regex>)>,
+}
+
+/// The rule id of a tool hidden because its definition was flagged (`quarantine_flagged_tools`).
+pub const QUARANTINE_RULE: &str = "quarantine:description";
 
 /// What one policy check concluded, and which rule said so (stored in the audit record).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +105,8 @@ pub struct Policy {
     rate_limits: (rate::RateLimits, String),
     /// `[taint]`: what tainted sessions meet at sinks (the last file that sets it wins).
     taint_rules: taint::TaintRules,
+    /// Every tool's `deny_arg_patterns`, compiled once, by pattern text.
+    arg_patterns: HashMap<String, regex::Regex>,
 }
 
 impl Policy {
@@ -108,6 +122,7 @@ impl Policy {
             redactor: Arc::new(Redactor::new(&RedactionConfig::default()).expect("built-in rules compile")),
             rate_limits: Default::default(),
             taint_rules: Default::default(),
+            arg_patterns: HashMap::new(),
         }
     }
 
@@ -137,6 +152,7 @@ impl Policy {
         let mut redaction = RedactionConfig::default();
         let mut rate_limits = (rate::RateLimits::default(), String::new());
         let mut taint_rules = taint::TaintRules::default();
+        let mut arg_patterns = HashMap::new();
         for path in files {
             let name = path.display().to_string();
             let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: cannot read: {e}"))?;
@@ -149,6 +165,12 @@ impl Policy {
             }
             if file.defaults.max_output_bytes.is_some() {
                 defaults.max_output_bytes = file.defaults.max_output_bytes;
+            }
+            if file.defaults.quarantine_flagged_tools.is_some() {
+                defaults.quarantine_flagged_tools = file.defaults.quarantine_flagged_tools;
+            }
+            if file.defaults.refuse_secret_arguments.is_some() {
+                defaults.refuse_secret_arguments = file.defaults.refuse_secret_arguments;
             }
             if let Some(r) = &file.redaction {
                 Redactor::new(r).map_err(|e| format!("{name}: {e}"))?;
@@ -163,6 +185,10 @@ impl Policy {
             }
             for upstream in &file.upstreams {
                 for tool in &upstream.tools {
+                    for pattern in &tool.deny_arg_patterns {
+                        let compiled = regex::Regex::new(pattern).map_err(|e| format!("{name}: {e}"))?;
+                        arg_patterns.insert(pattern.clone(), compiled);
+                    }
                     if let Some(schema) = &tool.schema {
                         let full = schema_dir.join(schema);
                         let text = std::fs::read_to_string(&full)
@@ -185,7 +211,16 @@ impl Policy {
         }
         let version = crate::hex::encode(&hasher.finalize()[..8]);
         let redactor = Arc::new(Redactor::new(&redaction)?);
-        Ok(Policy { version, mode: Mode::Files(rules), defaults, schemas, redactor, rate_limits, taint_rules })
+        Ok(Policy {
+            version,
+            mode: Mode::Files(rules),
+            defaults,
+            schemas,
+            redactor,
+            rate_limits,
+            taint_rules,
+            arg_patterns,
+        })
     }
 
     /// The first block that names `upstream` and applies to `roles`: the one every decision for
@@ -205,6 +240,39 @@ impl Policy {
     /// The redaction rules for everything upstreams send back.
     pub fn redactor(&self) -> &Redactor {
         &self.redactor
+    }
+
+    /// With `quarantine_flagged_tools`, a tool whose definition looks poisoned is hidden and
+    /// refused (rule `quarantine:description`); `None` when the tool may be offered.
+    pub fn quarantine(&self, tool: &ToolDefinition) -> Option<Decision> {
+        if !self.defaults.quarantine_flagged_tools.unwrap_or(false) || tool.flags.is_empty() {
+            return None;
+        }
+        Some(Decision::deny(
+            QUARANTINE_RULE,
+            format!("{}'s definition looks like it carries hidden instructions ({})", tool.name, tool.flags.join(", ")),
+        ))
+    }
+
+    /// May `upstream` send the client a request that needs the client capability `kind`
+    /// (`sampling`, `elicitation`, `roots`)? Decided by the first block naming the upstream,
+    /// whatever its roles: the upstream asks, not an identity. No `server_requests`: allowed
+    /// (the client's declared capabilities still apply).
+    pub fn server_request(&self, upstream: &str, kind: &str) -> Decision {
+        let Mode::Files(all) = &self.mode else {
+            return Decision::allow("default:client-capabilities", "no policy files");
+        };
+        let Some(block) = all.iter().find(|r| glob::matches(&r.rules.name, upstream)) else {
+            return Decision::allow("default:client-capabilities", "no policy block names the upstream");
+        };
+        let rule = format!("{}:{}:server_requests", block.file, block.label());
+        match &block.rules.server_requests {
+            Some(granted) if !granted.iter().any(|g| g == kind) => Decision::deny(
+                rule,
+                format!("the policy does not let upstream {upstream:?} send {kind} requests to the client"),
+            ),
+            _ => Decision::allow(rule, "allowed"),
+        }
     }
 
     /// Whether the policy for `upstream` is in dry-run (decisions audited, not enforced).
@@ -339,6 +407,24 @@ impl Policy {
     }
 
     /// Path and URL argument guards for `tool`, with the rule id that set them.
+    /// What the strings in a call's arguments must not contain: the tool's compiled deny
+    /// patterns (with its rule id prefix) and whether secrets refuse the call.
+    pub fn argument_content_rules(&self, roles: &Roles, upstream: &str, tool: &str) -> ArgumentContentRules<'_> {
+        let entry = self.tool_rules(roles, upstream, tool);
+        let refuse_secrets = entry
+            .and_then(|(_, t)| t.refuse_secret_arguments)
+            .or(self.defaults.refuse_secret_arguments)
+            .unwrap_or(false);
+        let patterns = entry
+            .map(|(r, t)| {
+                let rule = format!("{}:{}:tool:{}:deny_arg_patterns", r.file, r.label(), t.name);
+                let compiled = t.deny_arg_patterns.iter().filter_map(|p| self.arg_patterns.get(p)).collect();
+                (rule, compiled)
+            })
+            .filter(|(_, compiled): &(String, Vec<&regex::Regex>)| !compiled.is_empty());
+        ArgumentContentRules { refuse_secrets, patterns }
+    }
+
     pub fn guards(&self, roles: &Roles, upstream: &str, tool: &str) -> Option<(String, &ToolRules)> {
         let (r, t) = self.tool_rules(roles, upstream, tool)?;
         (t.paths.is_some() || t.urls.is_some()).then(|| (format!("{}:{}:tool:{}", r.file, r.label(), t.name), t))

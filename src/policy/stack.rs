@@ -54,6 +54,11 @@ pub struct ToolCall {
 }
 
 impl ToolCall {
+    /// A call to a tool no upstream lists: refused by `RequireAllowlisted`, never forwarded.
+    pub fn is_unknown(&self) -> bool {
+        self.slot == crate::session::UNKNOWN_SLOT
+    }
+
     /// Applies one decision: allowed passes; denied passes only in dry run (recorded as
     /// "would_deny"); the trail records it either way.
     pub fn enforce(&self, layer: &'static str, decision: Decision) -> Result<(), Decision> {
@@ -123,6 +128,10 @@ impl Service<ToolCall> for ForwardToUpstream {
 
     fn call(&mut self, call: ToolCall) -> Self::Future {
         Box::pin(async move {
+            if call.is_unknown() {
+                // Defence in depth: RequireAllowlisted refuses these first.
+                return Err(Error::UnknownTool(call.public_name));
+            }
             // No admission record, no action.
             if let Some(admission) = &call.admission {
                 admission.admit(&call).await?;

@@ -10,11 +10,13 @@ pub struct ToolDefinition {
     pub input_schema: Option<Value>,
     /// SHA-256 of the tool's definition as listed (name, description, schemas, annotations).
     pub digest: String,
+    /// What `policy::description::scan` found in the definition's text (empty: nothing).
+    pub flags: Vec<&'static str>,
 }
 
 impl ToolDefinition {
     pub fn new(name: &str, read_only_hint: Option<bool>, input_schema: Option<Value>, digest: &str) -> ToolDefinition {
-        ToolDefinition { name: name.into(), read_only_hint, input_schema, digest: digest.into() }
+        ToolDefinition { name: name.into(), read_only_hint, input_schema, digest: digest.into(), flags: Vec::new() }
     }
 
     /// From the raw JSON of one `tools/list` entry.
@@ -23,7 +25,8 @@ impl ToolDefinition {
         let name = v.get("name")?.as_str()?.to_string();
         let read_only_hint = v.pointer("/annotations/readOnlyHint").and_then(Value::as_bool);
         let input_schema = v.get("inputSchema").cloned();
-        Some(ToolDefinition { name, read_only_hint, input_schema, digest: crate::policy::tool::digest(&v) })
+        let flags = crate::policy::description::scan_definition(&v);
+        Some(ToolDefinition { name, read_only_hint, input_schema, digest: crate::policy::tool::digest(&v), flags })
     }
 }
 

@@ -74,12 +74,19 @@ pub struct Route {
 #[derive(Debug, Default)]
 pub struct Catalog {
     names: HashMap<(ListKind, String), Route>,
+    /// Tools the policy hides from this session's lists. A call to one still goes through the
+    /// policy stack (audited, rate-limited, refused like an unknown tool) instead of stopping
+    /// at the catalog, so hidden and unknown tools cannot be told apart and neither goes unrecorded.
+    hidden_tools: HashMap<String, Route>,
     uris: HashMap<String, usize>,
 }
 
 impl Catalog {
     pub fn clear_slot(&mut self, kind: ListKind, slot: usize) {
         self.names.retain(|(k, _), r| !(*k == kind && r.slot == slot));
+        if kind == ListKind::Tools {
+            self.hidden_tools.retain(|_, r| r.slot != slot);
+        }
         if !kind.renamed() {
             self.uris.retain(|_, s| *s != slot);
         }
@@ -94,11 +101,18 @@ impl Catalog {
             }
         }
     }
+    /// Records a tool the policy hides; a listed tool of the same name takes precedence.
+    pub fn add_hidden_tool(&mut self, public: String, route: Route) {
+        self.hidden_tools.entry(public).or_insert(route);
+    }
     pub fn add_uri(&mut self, uri: String, slot: usize) {
         self.uris.entry(uri).or_insert(slot);
     }
+    /// Where a public name leads: a listed item, else (tools) a hidden one.
     pub fn route(&self, kind: ListKind, public: &str) -> Option<Route> {
-        self.names.get(&(kind, public.to_string())).cloned()
+        let listed = self.names.get(&(kind, public.to_string()));
+        let hidden = || if kind == ListKind::Tools { self.hidden_tools.get(public) } else { None };
+        listed.or_else(hidden).cloned()
     }
     pub fn uri_slot(&self, uri: &str) -> Option<usize> {
         self.uris.get(uri).copied()

@@ -17,6 +17,7 @@ pub mod pins;
 pub mod redis;
 pub mod registry;
 pub mod request_state;
+pub mod server_requests;
 pub mod store;
 
 use crate::config::{ApprovalsConfig, SessionsConfig, UpstreamConfig};
@@ -27,7 +28,7 @@ use crate::mcp::lifecycle::{self, ClientHello, ServerHello};
 use crate::mcp::{self, names};
 use crate::policy::handle::PolicyHandle;
 use crate::policy::stack::{ToolCall, ToolCallService};
-use crate::policy::{Policy, Roles, ToolDefinition};
+use crate::policy::{Decision, Policy, Roles, ToolDefinition};
 use crate::telemetry::metrics::{self, CallRecord, Metrics};
 use crate::telemetry::trace::{self as telemetry, TraceHeaders};
 use crate::transport::upstream::{BuiltinContext, Peer, RelatedSink};
@@ -42,6 +43,9 @@ use std::time::{Duration, Instant};
 use store::{SessionRecord, SessionStore};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+
+/// The slot of a tool call no upstream lists: never forwarded (`RequireAllowlisted` refuses it).
+pub const UNKNOWN_SLOT: usize = usize::MAX;
 
 /// Gateway-wide things every session uses.
 pub struct Shared {
@@ -74,6 +78,9 @@ pub struct Shared {
     pub max_in_flight_per_session: usize,
     /// Counters and histograms for `GET /metrics` (and OTLP when configured).
     pub metrics: Arc<Metrics>,
+    /// The audit log the tool stack writes to, for what is refused outside a tool call
+    /// (an upstream's request the client must not see).
+    pub audit: Option<Arc<crate::audit::sink::AuditLog>>,
 }
 
 impl Shared {
@@ -99,6 +106,7 @@ impl Shared {
             cost: Default::default(),
             max_in_flight_per_session: 128,
             metrics: Arc::new(Metrics::new()),
+            audit: None,
         }
     }
 }
@@ -497,7 +505,10 @@ impl Session {
         match method {
             "tools/call" => {
                 let (route, upstream_frame, public) = match self.resolve_named(frame, ListKind::Tools, roles).await {
-                    Ok(resolved) => resolved,
+                    Ok((route, upstream_frame, public)) => (Some(route), upstream_frame, public),
+                    // No upstream lists it: still through the stack (audited, rate-limited, held
+                    // while paused), refused there exactly like a hidden tool.
+                    Err(Error::UnknownTool(public)) => (None, frame.clone(), public),
                     Err(e) => {
                         self.count_unroutable_call(&e);
                         return Err(e);
@@ -509,19 +520,28 @@ impl Session {
                     "" => serde_json::json!({}),
                     text => serde_json::from_str(text).unwrap_or_else(|_| serde_json::json!({})),
                 };
+                // An unknown tool has no upstream ("") and one shared tool name, so a client's
+                // names never become rate-limit keys, metric labels or span fields.
+                let (slot, upstream, original) = match &route {
+                    Some(route) => (route.slot, self.slots[route.slot].config.name.clone(), route.original.clone()),
+                    None => (UNKNOWN_SLOT, String::new(), metrics::UNKNOWN.to_string()),
+                };
                 let tool = route
-                    .tool
-                    .clone()
-                    .unwrap_or_else(|| Arc::new(ToolDefinition::new(&route.original, None, None, "")));
+                    .as_ref()
+                    .and_then(|r| r.tool.clone())
+                    .unwrap_or_else(|| Arc::new(ToolDefinition::new(&original, None, None, "")));
                 let trail: Arc<crate::policy::trail::Trail> = Default::default();
-                let upstream = self.slots[route.slot].config.name.clone();
                 let policy = self.shared.policy.load();
-                let source_rule = policy.untrusted_source(roles, &upstream, &route.original);
+                let source_rule = route.as_ref().and_then(|_| policy.untrusted_source(roles, &upstream, &original));
                 let tool_name = tool.name.clone();
                 let input = self.shared.cost.measure(arguments_text);
+                let (upstream_label, public_label) = match route {
+                    Some(_) => (upstream.as_str(), public.as_str()),
+                    None => (metrics::UNKNOWN, metrics::UNKNOWN),
+                };
                 let call = ToolCall {
                     session: self.me.upgrade().ok_or(Error::ShuttingDown)?,
-                    slot: route.slot,
+                    slot,
                     upstream: upstream.clone(),
                     public_name: public.clone(),
                     tool,
@@ -537,9 +557,9 @@ impl Session {
                 let span = telemetry::tool_call_span(&telemetry::ToolCallSpan {
                     session: &self.handle,
                     principal: &self.principal,
-                    upstream: &upstream,
-                    tool: &public,
-                    upstream_tool: &route.original,
+                    upstream: upstream_label,
+                    tool: public_label,
+                    upstream_tool: &original,
                     jsonrpc_id: frame.id(),
                 });
                 let started = Instant::now();
@@ -553,8 +573,8 @@ impl Session {
                 let rule = deciding.map(|d| d.rule);
                 telemetry::record_tool_call(&span, decision, rule.as_deref(), outcome);
                 self.shared.metrics.record_call(&CallRecord {
-                    upstream: &upstream,
-                    tool: &route.original,
+                    upstream: upstream_label,
+                    tool: &original,
                     decision,
                     outcome,
                     rule: rule.as_deref(),
@@ -564,8 +584,8 @@ impl Session {
                 span.in_scope(|| {
                     tracing::info!(
                         session = %self.handle,
-                        upstream = %upstream,
-                        tool = %public,
+                        upstream = %upstream_label,
+                        tool = %public_label,
                         decision,
                         rule = rule.as_deref(),
                         outcome,
@@ -593,7 +613,7 @@ impl Session {
                 {
                     let taint = store::Taint {
                         upstream: upstream.clone(),
-                        tool: route.original.clone(),
+                        tool: original.clone(),
                         at_ms: store::now_ms(),
                         rule,
                     };
@@ -624,21 +644,20 @@ impl Session {
         }
     }
 
-    /// A `tools/call` no catalog could route (unknown or hidden tool, malformed params, lists
-    /// unavailable): counted under "unknown", never under the name the client sent.
+    /// A `tools/call` no catalog could route (malformed params, lists unavailable): counted
+    /// under "unknown", never under the name the client sent. (Unknown tools go through the
+    /// policy stack instead, see `route_request`.)
     fn count_unroutable_call(&self, e: &Error) {
-        let unknown = matches!(e, Error::UnknownTool(_));
-        let decision = if unknown { "deny" } else { "none" };
         self.shared.metrics.record_call(&CallRecord {
             upstream: metrics::UNKNOWN,
             tool: metrics::UNKNOWN,
-            decision,
+            decision: "none",
             outcome: e.outcome(),
-            rule: unknown.then_some("unknown_tool"),
+            rule: None,
             latency: Duration::ZERO,
             redactions: 0,
         });
-        tracing::info!(session = %self.handle, decision, outcome = e.outcome(), code = e.code(), "tool call not routed");
+        tracing::info!(session = %self.handle, outcome = e.outcome(), code = e.code(), "tool call not routed");
     }
 
     async fn handle_notification(&self, frame: Frame) {
@@ -1025,51 +1044,58 @@ impl Session {
         slot: usize,
         item: &RawValue,
     ) -> Option<Box<RawValue>> {
-        let mut obj = RawObject::parse(item.get()).ok()?;
+        // What the model reads about the item is cleaned like tool output; else sent as listed.
+        let cleaned = crate::policy::listing::clean(policy.redactor(), item.get()).map(|(text, report)| {
+            self.shared.metrics.record_message_redactions(report.total);
+            tracing::info!(session = %self.handle, redactions = report.total, list = kind.method(), "cleaned a listed item's description");
+            text
+        });
+        let text = cleaned.as_deref().unwrap_or(item.get());
+        let mut obj = RawObject::parse(text).ok()?;
         if !kind.renamed() {
             let key = if kind == ListKind::Resources { "uri" } else { "uriTemplate" };
             if let Some(uri) = obj.get(key).and_then(|u| serde_json::from_str::<String>(u.get()).ok()) {
                 catalog.add_uri(uri, slot);
             }
-            return Some(item.to_owned());
+            return RawValue::from_string(text.to_string()).ok();
         }
         let original: String = serde_json::from_str(obj.get("name")?.get()).ok()?;
         let config = &self.slots[slot].config;
+        let public = names::public_name(config.prefix(), &self.shared.separator, &original);
         let mut tool = None;
         if kind == ListKind::Tools {
-            // The same predicate as RequireAllowlisted: hidden here, refused there.
-            if !policy.allowlist(roles, &config.name, &original).allowed && !policy.dry_run(roles, &config.name) {
+            tool = ToolDefinition::from_listing(item.get()).map(Arc::new);
+            // The same predicates as RequireAllowlisted: hidden here, refused (and audited) there.
+            let quarantined = tool.as_ref().is_some_and(|t| policy.quarantine(t).is_some());
+            let allowed = policy.allowlist(roles, &config.name, &original).allowed && !quarantined;
+            if !allowed && !policy.dry_run(roles, &config.name) {
+                catalog.add_hidden_tool(public, Route { slot, original, tool });
                 return None;
             }
-            tool = ToolDefinition::from_listing(item.get()).map(Arc::new);
             if let Some(t) = &tool {
-                self.observe_definition(&config.name, t, item.get());
+                self.observe_definition(&config.name, t);
             }
         }
-        let public = names::public_name(config.prefix(), &self.shared.separator, &original);
         if !catalog.add_name(kind, public.clone(), Route { slot, original: original.clone(), tool }) {
             tracing::warn!(upstream = %config.name, name = %public, "name already taken by another upstream; hidden");
             return None;
         }
         if public == original {
-            return Some(item.to_owned());
+            return RawValue::from_string(text.to_string()).ok();
         }
         obj.set("name", raw(&public));
         RawValue::from_string(obj.to_json()).ok()
     }
 
     /// Pins a tool's definition on first sight and flags changes and suspicious descriptions.
-    fn observe_definition(&self, upstream: &str, tool: &ToolDefinition, raw: &str) {
+    fn observe_definition(&self, upstream: &str, tool: &ToolDefinition) {
         if let PinStatus::Changed { pinned } = self.shared.pins.observe(upstream, &tool.name, &tool.digest) {
             tracing::warn!(session = %self.handle, upstream, tool = %tool.name, %pinned, new = %tool.digest, "tool definition differs from its pin");
         }
-        let description = serde_json::from_str::<serde_json::Value>(raw)
-            .ok()
-            .and_then(|v| v.get("description").and_then(|d| d.as_str()).map(str::to_string))
-            .unwrap_or_default();
-        let flags = crate::policy::description::scan(&description);
-        if !flags.is_empty() {
+        if !tool.flags.is_empty() {
+            let flags = &tool.flags;
             tracing::warn!(upstream, tool = %tool.name, ?flags, "tool description looks like it carries hidden instructions");
+            self.shared.metrics.flagged_definition(upstream, &tool.name);
         }
     }
 
@@ -1145,6 +1171,15 @@ impl Session {
             }
             return;
         }
+        if let Some((method, capability)) = server_requests::capability_needed(frame.method()) {
+            let policy = self.shared.policy.load();
+            let client = self.client.read().expect("client lock").as_ref().map(|c| c.capabilities.clone());
+            let decision = server_requests::decide(capability, client.as_ref(), &policy, &self.slots[slot].config.name);
+            if !decision.allowed {
+                self.refuse_server_request(slot, &upstream_id, method, decision);
+                return;
+            }
+        }
         let frame = match self.redact_for_client(frame) {
             Ok(f) => f,
             Err(e) => {
@@ -1156,6 +1191,41 @@ impl Session {
         let client_id = format!("\"tg-{n}\"");
         self.server_requests.lock().expect("server_requests lock").insert(client_id.clone(), (slot, upstream_id));
         self.deliver(frame.with_id(&client_id).into_string(), related);
+    }
+
+    /// Answers an upstream's request the client must not see with -31001 naming the rule,
+    /// and records the refusal (log, metric, audit record with the method as its `tool`).
+    fn refuse_server_request(&self, slot: usize, upstream_id: &str, method: &'static str, decision: Decision) {
+        let upstream = self.slots[slot].config.name.clone();
+        tracing::warn!(session = %self.handle, upstream = %upstream, method, rule = %decision.rule, "refused an upstream request to the client");
+        self.shared.metrics.refused_server_request(&upstream, method);
+        let error =
+            Error::PolicyDenied { rule: decision.rule.clone(), reason: format!("{method}: {}", decision.reason) };
+        if let Some(peer) = self.slots[slot].live.lock().expect("live lock").clone() {
+            peer.send_now(error.to_jsonrpc(Some(upstream_id)));
+        }
+        let Some(log) = self.shared.audit.clone() else { return };
+        let record = crate::audit::AuditRecord {
+            phase: "denied".into(),
+            session: self.handle.clone(),
+            principal: self.principal.clone(),
+            upstream,
+            tool: method.into(),
+            jsonrpc_id: upstream_id.into(),
+            decision: "deny".into(),
+            rule: Some(decision.rule),
+            outcome: Some("denied".into()),
+            error_code: Some(error.code()),
+            policy_version: Some(self.shared.policy.load().version.clone()),
+            ..Default::default()
+        };
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = log.append(record, false).await {
+                    tracing::error!(error = %e, "could not record a refused upstream request");
+                }
+            });
+        }
     }
 
     fn relay_upstream_notification(&self, slot: usize, frame: Frame, related: Option<RelatedSink>) {

@@ -59,6 +59,12 @@ struct RuleLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServerRequestLabels {
+    upstream: Label,
+    method: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct UpstreamLabels {
     upstream: Label,
 }
@@ -93,6 +99,8 @@ struct Otel {
     timeouts: opentelemetry::metrics::Counter<u64>,
     redactions: opentelemetry::metrics::Counter<u64>,
     message_redactions: opentelemetry::metrics::Counter<u64>,
+    flagged_definitions: opentelemetry::metrics::Counter<u64>,
+    refused_server_requests: opentelemetry::metrics::Counter<u64>,
     upstream_up: opentelemetry::metrics::Gauge<u64>,
     restarts: opentelemetry::metrics::Counter<u64>,
     sessions: opentelemetry::metrics::UpDownCounter<i64>,
@@ -119,6 +127,14 @@ impl Otel {
                 .u64_counter("tollgate.message.redactions")
                 .with_description("items redacted from other upstream messages")
                 .build(),
+            flagged_definitions: meter
+                .u64_counter("tollgate.tool.definitions.flagged")
+                .with_description("listings of a tool whose definition looks like it carries hidden instructions")
+                .build(),
+            refused_server_requests: meter
+                .u64_counter("tollgate.server_requests.refused")
+                .with_description("upstream requests to the client the gateway refused")
+                .build(),
             upstream_up: meter
                 .u64_gauge("tollgate.upstream.up")
                 .with_description("1 if the last connection attempt or loss seen for the upstream was a success")
@@ -144,6 +160,8 @@ pub struct Metrics {
     timeouts: Family<ToolLabels, Counter>,
     redactions: Family<ToolLabels, Counter>,
     message_redactions: Counter,
+    flagged_definitions: Family<ToolLabels, Counter>,
+    refused_server_requests: Family<ServerRequestLabels, Counter>,
     upstream_up: Family<UpstreamLabels, Gauge>,
     restarts: Family<UpstreamLabels, Counter>,
     sessions: Gauge,
@@ -192,6 +210,18 @@ impl Metrics {
             "items redacted from upstream messages other than tool results",
             message_redactions.clone(),
         );
+        let flagged_definitions = Family::<ToolLabels, Counter>::default();
+        registry.register(
+            "tool_definitions_flagged",
+            "listings of a tool whose definition looks like it carries hidden instructions",
+            flagged_definitions.clone(),
+        );
+        let refused_server_requests = Family::<ServerRequestLabels, Counter>::default();
+        registry.register(
+            "server_requests_refused",
+            "upstream requests to the client (sampling, elicitation, roots) the gateway refused",
+            refused_server_requests.clone(),
+        );
         let upstream_up = Family::<UpstreamLabels, Gauge>::default();
         registry.register(
             "upstream_up",
@@ -212,6 +242,8 @@ impl Metrics {
             timeouts,
             redactions,
             message_redactions,
+            flagged_definitions,
+            refused_server_requests,
             upstream_up,
             restarts,
             sessions,
@@ -281,6 +313,26 @@ impl Metrics {
         self.message_redactions.inc_by(n as u64);
         if let Some(otel) = &self.otel {
             otel.message_redactions.add(n as u64, &[]);
+        }
+    }
+
+    /// `tool` of `upstream` was listed with a definition `policy::description` flags.
+    pub fn flagged_definition(&self, upstream: &str, tool: &str) {
+        let (upstream, tool) = (self.label(upstream), self.label(tool));
+        self.flagged_definitions.get_or_create(&ToolLabels { upstream: upstream.clone(), tool: tool.clone() }).inc();
+        if let Some(otel) = &self.otel {
+            otel.flagged_definitions.add(1, &[KeyValue::new("upstream", upstream), KeyValue::new("tool", tool)]);
+        }
+    }
+
+    /// The gateway refused `upstream`'s request to the client; `method` is one of the few
+    /// server-to-client methods it checks (a fixed set, never free text).
+    pub fn refused_server_request(&self, upstream: &str, method: &'static str) {
+        let upstream = self.label(upstream);
+        self.refused_server_requests.get_or_create(&ServerRequestLabels { upstream: upstream.clone(), method }).inc();
+        if let Some(otel) = &self.otel {
+            otel.refused_server_requests
+                .add(1, &[KeyValue::new("upstream", upstream), KeyValue::new("method", method)]);
         }
     }
 
