@@ -382,6 +382,43 @@ async fn a_jwks_url_is_fetched_again_when_a_token_names_a_new_key() {
     rotated.initialize(json!({})).await;
 }
 
+/// An `https` JWKS URL (the usual kind: an IdP's `jwks_uri`) is fetched over TLS, the server's
+/// certificate checked against `jwks_ca_file`; without that CA no token passes and the log says
+/// why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwks_url_over_https_is_fetched_with_a_verified_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    crate::tls::self_signed(certs.path());
+    let base =
+        crate::tls::https_json_server(certs.path(), std::fs::read_to_string(fixture("jwks.json")).unwrap()).await;
+    let jwks_url = format!("{base}/jwks.json");
+    let jwt = |extra: &str| {
+        format!(
+            "{}[auth]\n[auth.jwt]\nissuer = {ISSUER:?}\njwks_url = {jwks_url:?}\nroles_claim = \"roles\"\n{extra}",
+            fixture_upstream()
+        )
+    };
+    let ca = certs.path().join("cert.pem");
+    let gw = Listening::gateway(&jwt(&format!("jwks_ca_file = {:?}\n", ca.to_str().unwrap()))).await;
+    let mut c = claims(&gw.url, "dana", "");
+    c["roles"] = json!(["ops"]);
+    let mut client = HttpClient::new(&gw.url);
+    client.authorization = Some(bearer(&sign("rsa-a", "rsa-a", &c)));
+    client.initialize(json!({})).await;
+
+    // Without the CA the keys cannot be fetched: the gateway serves (the IdP may come back), but
+    // no token passes, and the log says why.
+    let untrusting = Listening::gateway(&jwt("")).await;
+    let mut c = claims(&untrusting.url, "dana", "");
+    c["roles"] = json!(["ops"]);
+    let mut refused = HttpClient::new(&untrusting.url);
+    refused.authorization = Some(bearer(&sign("rsa-a", "rsa-a", &c)));
+    assert_eq!(refused.post(&initialize_body(), &[]).await.status, 401);
+    let log = untrusting.stderr();
+    let warning = log.lines().find(|l| l.contains("cannot fetch the JWKS")).expect("the failed fetch is logged");
+    assert!(warning.contains("certificate"), "the warning does not name the certificate: {warning}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_sdk_finds_the_authorization_server_through_the_metadata() {
     // The fake authorization server runs inside the Python client; its port must be known to

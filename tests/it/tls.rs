@@ -12,7 +12,7 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{self, crypto::ring};
 
 /// A self-signed certificate for localhost/127.0.0.1 and its key, made with the openssl CLI.
-fn self_signed(dir: &std::path::Path) {
+pub(crate) fn self_signed(dir: &std::path::Path) {
     let status = std::process::Command::new("openssl")
         .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
         .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
@@ -98,4 +98,45 @@ async fn an_https_upstream_is_used_only_when_its_certificate_verifies() {
     let log = untrusting.stderr();
     let left_out = log.lines().find(|l| l.contains("upstream left out")).expect("the unreachable upstream is logged");
     assert!(left_out.contains("certificate"), "the log does not say the certificate failed: {left_out}");
+}
+
+/// A one-route HTTPS server on loopback answering every request with `body` (JSON), with the
+/// certificate [`self_signed`] wrote to `dir`; answers its URL base (`https://127.0.0.1:PORT`).
+pub(crate) async fn https_json_server(dir: &std::path::Path, body: String) -> String {
+    use tokio::io::AsyncReadExt;
+    use tokio_rustls::rustls::pki_types::PrivateKeyDer;
+    let certs = CertificateDer::pem_file_iter(dir.join("cert.pem")).unwrap().collect::<Result<Vec<_>, _>>().unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.join("key.pem")).unwrap();
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("https://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, body) = (acceptor.clone(), body.clone());
+            tokio::spawn(async move {
+                let Ok(mut stream) = acceptor.accept(tcp).await else { return };
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(reply.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    base
 }
