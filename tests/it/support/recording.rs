@@ -7,7 +7,7 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -79,7 +79,9 @@ impl RecordingUpstream {
         script: impl Fn(&Value) -> Reply + Send + Sync + 'static,
     ) -> RecordingUpstream {
         let upstream = Arc::new(Upstream { tools, script: Arc::new(script), received: Mutex::new(Vec::new()) });
-        let app = Router::new().route("/mcp", post(handle)).with_state(upstream.clone());
+        // No body limit: tests send what the gateway lets through, however large.
+        let app =
+            Router::new().route("/mcp", post(handle)).layer(DefaultBodyLimit::disable()).with_state(upstream.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind recording upstream");
         let url = format!("http://{}/mcp", listener.local_addr().expect("local addr"));
         tokio::spawn(async move { axum::serve(listener, app).await });
