@@ -592,3 +592,185 @@ async fn line_breaks_and_fake_json_stay_inside_one_audit_line() {
         std::process::Command::new(tollgate_bin()).args(["audit", "verify", log.to_str().unwrap()]).output().unwrap();
     assert!(out.status.success(), "the chain does not verify: {}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// T42: session ids are 256 random bits in hex (visible ASCII, never two alike); a zeroed, a
+/// short, a truncated, an extended or a case-changed id answers 404 exactly like any unknown one,
+/// and nothing it carried reaches the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessed_session_ids_are_unknown_and_reach_no_upstream() {
+    let (upstream, gw) = echo_gateway().await;
+    let mut ids = std::collections::HashSet::new();
+    for _ in 0..3 {
+        let mut client = HttpClient::new(&gw.url);
+        client.initialize(json!({})).await;
+        let id = client.session.clone().unwrap();
+        assert!(id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()), "not 256 bits of hex: {id:?}");
+        assert!(ids.insert(id));
+    }
+    let real = ids.iter().next().unwrap().clone();
+    let guesses = [
+        "0".repeat(64),
+        "1".into(),
+        real[..63].to_string(),
+        format!("{real}0"),
+        real.to_ascii_uppercase(),
+        "../..".into(),
+    ];
+    let mut answers = Vec::new();
+    for guess in guesses {
+        let mut attacker = HttpClient::new(&gw.url);
+        (attacker.session, attacker.protocol) = (Some(guess.clone()), Some("2025-11-25".into()));
+        let reply = attacker.request("tools/call", json!({"name": "up__echo", "arguments": {"guess": guess}})).await;
+        assert_eq!(reply.status, 404, "{guess}: {:?}", reply.messages);
+        answers.push(reply.response()["error"].clone());
+    }
+    assert!(answers.windows(2).all(|w| w[0] == w[1]), "guesses are told apart: {answers:?}");
+    assert!(upstream.calls().is_empty(), "a call on a guessed session reached the upstream: {:?}", upstream.calls());
+}
+
+/// T47: a burst over a session's rate limit: the first `burst` calls run, the rest get -31008
+/// with a retry hint at once, reach no upstream, and each refusal is audited with its rule;
+/// another session has its own budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_over_the_rate_limit_are_refused_audited_and_never_forwarded() {
+    let upstream = echo_upstream().await;
+    let policy =
+        "[rate_limits]\nsession = { rate = \"1/min\", burst = 3 }\n[[upstream]]\nname = \"up\"\nallow = [\"*\"]\n";
+    let gw = super::gateway_before(&upstream, policy).await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+    let mut refused = 0;
+    for n in 0..10 {
+        let reply = client.call_tool("up__echo", json!({"n": n})).await;
+        if n < 3 {
+            assert!(reply.get("result").is_some(), "call {n} is within the burst: {reply}");
+            continue;
+        }
+        assert_eq!(reply["error"]["code"], -31008, "call {n}: {reply}");
+        assert!(reply["error"]["data"]["retryAfterMs"].as_u64().is_some_and(|ms| ms > 0), "{reply}");
+        refused += 1;
+    }
+    assert_eq!(upstream.calls().len(), 3, "a rate-limited call reached the upstream");
+    eventually("every refusal is audited", async || {
+        let records = audit_records(gw.dir.path());
+        let denied = records.iter().filter(|r| r["decision"] == "deny" && r["rule"] == "p.toml:rate_limits.session");
+        denied.count() == refused
+    })
+    .await;
+    let mut other = HttpClient::new(&gw.url);
+    other.initialize(json!({})).await;
+    assert!(other.call_tool("up__echo", json!({})).await.get("result").is_some());
+}
+
+/// T52: `notifications/cancelled` for a call in flight reaches the upstream under the id the
+/// upstream knows, the cancelled POST ends without a result, and the call is audited as
+/// cancelled; a cancellation for an id not in flight is accepted (202) and goes nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_call_is_cancelled_upstream_and_audited() {
+    let tools = vec![read_only_tool("stall", "Never answers"), read_only_tool("echo", "Echoes")];
+    let upstream = RecordingUpstream::start(tools, |request| match request["params"]["name"].as_str() {
+        Some("stall") => Reply::Hang,
+        _ => text_result("echoed"),
+    })
+    .await;
+    let gw = super::gateway_before(&upstream, "[[upstream]]\nname = \"up\"\nallow = [\"*\"]\n").await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+    let mut caller = HttpClient::new(&gw.url);
+    (caller.session, caller.protocol) = (client.session.clone(), client.protocol.clone());
+    let stall = json!({"jsonrpc": "2.0", "id": "slow", "method": "tools/call", "params": {"name": "up__stall", "arguments": {}}});
+    let stalled = tokio::spawn(async move { caller.post(&stall, &[]).await });
+    eventually("the call reaches the upstream", async || upstream.calls().len() == 1).await;
+    let forwarded_id = upstream.calls()[0]["id"].clone();
+
+    let cancel = |id: &str| json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": id, "reason": "user"}});
+    assert_eq!(client.post(&cancel("slow"), &[]).await.status, 202);
+    let cancellations = || {
+        upstream.received().into_iter().filter(|r| r.method() == Some("notifications/cancelled")).collect::<Vec<_>>()
+    };
+    eventually("the upstream is told, under its own id", async || {
+        cancellations().iter().any(|r| r.body["params"]["requestId"] == forwarded_id)
+    })
+    .await;
+    let ended = tokio::time::timeout(WAIT, stalled).await.expect("the cancelled POST ends").unwrap();
+    assert!(ended.messages.iter().all(|m| m.get("result").is_none()), "{:?}", ended.messages);
+    eventually("the call is audited as cancelled", async || {
+        audit_records(gw.dir.path()).iter().any(|r| r["tool"] == "up__stall" && r["outcome"] == "cancelled")
+    })
+    .await;
+
+    assert_eq!(client.post(&cancel("never-sent"), &[]).await.status, 202);
+    assert_eq!(client.call_tool("up__echo", json!({})).await["result"]["content"][0]["text"], "echoed");
+    assert_eq!(cancellations().len(), 1, "a cancellation for nothing was passed on: {:?}", cancellations());
+}
+
+/// T53: SIGTERM with a call in flight that outlives the shutdown grace: the gateway still exits
+/// cleanly, and every call that was admitted has its completion record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_left_at_shutdown_still_gets_its_completion_record() {
+    let upstream = RecordingUpstream::start(vec![read_only_tool("stall", "Never answers")], |_| Reply::Hang).await;
+    let mut gw = super::gateway_before_with(
+        &upstream,
+        "[[upstream]]\nname = \"up\"\nallow = [\"*\"]\n",
+        "[gateway]\nshutdown_grace_secs = 1\n",
+    )
+    .await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+    let (url, session) = (gw.url.clone(), client.session.clone().unwrap());
+    let stalled = tokio::spawn(async move {
+        let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "up__stall", "arguments": {}}});
+        let sent = reqwest::Client::new()
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json")
+            .header("mcp-session-id", session)
+            .body(call.to_string())
+            .send()
+            .await;
+        match sent {
+            Ok(resp) => resp.text().await.unwrap_or_default(),
+            Err(_) => String::new(), // the connection closed: also an end
+        }
+    });
+    eventually("the call reaches the upstream", async || upstream.calls().len() == 1).await;
+    assert!(gw.terminate().await.success(), "{}", gw.stderr());
+    let answer = tokio::time::timeout(WAIT, stalled).await.expect("the caller hears back").unwrap();
+    assert!(!answer.contains("\"result\""), "{answer}");
+    let records = audit_records(gw.dir.path());
+    let admitted: Vec<_> = records.iter().filter(|r| r["phase"] == "admitted").map(|r| r["call_id"].clone()).collect();
+    assert_eq!(admitted.len(), 1, "{records:?}");
+    for call in admitted {
+        assert!(
+            records.iter().any(|r| r["call_id"] == call && r["phase"] == "completed" && r["outcome"].is_string()),
+            "admitted call {call} has no completion record: {records:?}"
+        );
+    }
+}
+
+/// T54: an upstream that answers a call with a redirect (here to a stand-in for a cloud metadata
+/// service) is not followed: the call fails with -31005, the target hears nothing, the failure
+/// is audited, and the session goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_redirect_is_never_followed() {
+    let metadata = RecordingUpstream::start(vec![], |_| text_result("instance credentials")).await;
+    let target = metadata.url.clone();
+    let tools = vec![read_only_tool("fetch", "Redirects"), read_only_tool("echo", "Echoes")];
+    let upstream = RecordingUpstream::start(tools, move |request| match request["params"]["name"].as_str() {
+        Some("fetch") => Reply::Redirect(target.clone()),
+        _ => text_result("echoed"),
+    })
+    .await;
+    let gw = super::gateway_before(&upstream, "[[upstream]]\nname = \"up\"\nallow = [\"*\"]\n").await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+    let reply = client.call_tool("up__fetch", json!({})).await;
+    assert_eq!(reply["error"]["code"], -31005, "{reply}");
+    assert!(!reply.to_string().contains("instance credentials"), "{reply}");
+    assert!(metadata.received().is_empty(), "the redirect was followed: {:?}", metadata.received());
+    eventually("the failure is audited", async || {
+        audit_records(gw.dir.path()).iter().any(|r| r["tool"] == "up__fetch" && r["outcome"] == "upstream_unavailable")
+    })
+    .await;
+    assert_eq!(client.call_tool("up__echo", json!({})).await["result"]["content"][0]["text"], "echoed");
+}

@@ -26,6 +26,8 @@ pub enum Reply {
     Hang,
     /// Waits until the test opens the gate (`Notify::notify_one`), then replies as given.
     After(Arc<tokio::sync::Notify>, Box<Reply>),
+    /// `307 Temporary Redirect` to this URL.
+    Redirect(String),
 }
 
 /// Decides the reply to every request other than `initialize` and `tools/list`.
@@ -130,6 +132,7 @@ async fn handle(State(upstream): State<Arc<Upstream>>, headers: HeaderMap, body:
             json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}).to_string()
         }
         Reply::Raw(raw) => raw,
+        Reply::Redirect(to) => return (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, to)]).into_response(),
         Reply::Hang => std::future::pending().await,
         Reply::After(..) => unreachable!("waited for above"),
     };
