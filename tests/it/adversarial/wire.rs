@@ -1,6 +1,7 @@
 //! Adversarial clients: framing, parsing, headers and sessions (sections A, B and E of the case
 //! list in `SECURITY.md`).
 
+use crate::support::raw_http;
 use crate::support::recording::{RecordingUpstream, Reply, read_only_tool, text_result};
 use crate::support::*;
 use serde_json::{Value, json};
@@ -773,4 +774,30 @@ async fn an_upstream_redirect_is_never_followed() {
     })
     .await;
     assert_eq!(client.call_tool("up__echo", json!({})).await["result"]["content"][0]["text"], "echoed");
+}
+
+/// T8 over stdio: a 100 MB line (25 times the message limit) is discarded as it streams in —
+/// resident memory stays bounded — and answered with -32600 naming the limit once its newline
+/// comes; the reader resynchronises there, so the next line is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_megabyte_stdio_line_is_discarded_and_the_next_line_served() {
+    let upstream = echo_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut client = stdio_before(&upstream, &dir);
+    client.initialize(json!({})).await;
+    let pid = client.child.id().expect("running") as i32;
+    let before = raw_http::rss_kib(pid);
+    let mut line =
+        br#"{"jsonrpc":"2.0","id":"huge","method":"tools/call","params":{"name":"up__echo","arguments":{"s":""#
+            .to_vec();
+    line.resize(100 << 20, b'x');
+    client.send_bytes(&line).await;
+    let reply = client.recv().await;
+    assert_eq!(reply["error"]["code"], -32600, "{reply}");
+    assert!(reply["error"]["message"].as_str().unwrap().contains("larger than 4194304"), "{reply}");
+    let grown = raw_http::rss_kib(pid).saturating_sub(before);
+    assert!(grown < 64 * 1024, "the gateway grew by {grown} KiB reading a line it refused");
+    assert!(upstream.calls().is_empty(), "{:?}", upstream.calls());
+    let echoed = client.call_tool("up__echo", json!({"s": "after"})).await;
+    assert_eq!(echoed["result"]["content"][0]["text"], r#"{"s":"after"}"#, "{echoed}");
 }
