@@ -264,9 +264,10 @@ fn stdio_before(upstream: &RecordingUpstream, dir: &tempfile::TempDir) -> StdioC
     StdioClient::spawn(&["--config", config.to_str().unwrap()])
 }
 
-/// T1–T7 and T13 over stdio: every bad line gets one error line with the right code and id, the
-/// connection stays usable (the next line is read and answered), and nothing reaches the
-/// upstream — a call before `initialize` included.
+/// T1–T7, T13 and T15 over stdio: every bad line gets one error line with the right code and
+/// id, the connection stays usable (the next line is read and answered), and nothing reaches the
+/// upstream — neither a call before `initialize` nor a response that answers nothing (which gets
+/// no reply either).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stdio_client_gets_one_error_per_bad_line_and_keeps_its_connection() {
     let upstream = echo_upstream().await;
@@ -286,6 +287,10 @@ async fn a_stdio_client_gets_one_error_per_bad_line_and_keeps_its_connection() {
         assert!(reply["error"]["message"].as_str().unwrap_or_default().contains(needle), "{case}: {reply}");
         assert_eq!(reply["id"], id, "{case}: {reply}");
     }
+    // T15: a response that answers nothing is dropped without a reply: the next line out is the ping's.
+    client.send(&json!({"jsonrpc": "2.0", "id": "nobody-asked", "result": {}})).await;
+    client.send(&json!({"jsonrpc": "2.0", "id": "after-stray", "method": "ping"})).await;
+    assert_eq!(client.recv().await, json!({"jsonrpc": "2.0", "id": "after-stray", "result": {}}));
     let echoed = client.call_tool("up__echo", json!({"s": "after"})).await;
     assert_eq!(echoed["result"]["content"][0]["text"], r#"{"s":"after"}"#, "{echoed}");
     let forwarded: Vec<_> =
@@ -594,7 +599,7 @@ async fn line_breaks_and_fake_json_stay_inside_one_audit_line() {
     assert!(out.status.success(), "the chain does not verify: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// T42: session ids are 256 random bits in hex (visible ASCII, never two alike); a zeroed, a
+/// T42 (and T13 over HTTP): session ids are 256 random bits in hex (visible ASCII, never two alike); a zeroed, a
 /// short, a truncated, an extended or a case-changed id answers 404 exactly like any unknown one,
 /// and nothing it carried reaches the upstream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -626,6 +631,10 @@ async fn guessed_session_ids_are_unknown_and_reach_no_upstream() {
         answers.push(reply.response()["error"].clone());
     }
     assert!(answers.windows(2).all(|w| w[0] == w[1]), "guesses are told apart: {answers:?}");
+    // T13 over HTTP: no session id at all is 400, naming the header.
+    let reply = HttpClient::new(&gw.url).request("tools/call", json!({"name": "up__echo", "arguments": {}})).await;
+    assert_eq!((reply.status, reply.response()["error"]["code"].clone()), (400, json!(-32600)), "{:?}", reply.messages);
+    assert!(reply.response()["error"]["message"].as_str().unwrap().contains("Mcp-Session-Id"), "{:?}", reply.messages);
     assert!(upstream.calls().is_empty(), "a call on a guessed session reached the upstream: {:?}", upstream.calls());
 }
 
