@@ -366,7 +366,14 @@ async fn huge_arrays_and_objects_within_the_body_limit_are_handled_in_bounded_ti
         };
         let (reply, other_took) = tokio::join!(big, meanwhile);
         let took = started.elapsed();
-        println!("T11 {what}: {took:?} for the call, {other_took:?} for another session's tools/list meanwhile");
+        let in_gateway = audit_records(gw.dir.path())
+            .iter()
+            .rev()
+            .find(|r| r["jsonrpc_id"] == format!("\"{what}\"") && r["phase"] == "completed")
+            .map(|r| r["latency_us"].clone());
+        println!(
+            "T11 {what}: {took:?} for the call ({in_gateway:?} µs of it from the gateway's receiving the call to its reply), {other_took:?} for another session's tools/list meanwhile"
+        );
         assert_eq!(reply.response()["result"]["content"][0]["text"], expected, "{what}: {:?}", reply.response());
         assert!(took < std::time::Duration::from_secs(20), "{what} took {took:?}");
         assert!(other_took < std::time::Duration::from_secs(5), "another session waited {other_took:?}");
