@@ -413,8 +413,8 @@ async fn a_reused_in_flight_id_is_refused_and_the_first_call_keeps_its_reply() {
     assert_eq!(held["result"]["content"][0]["text"], "held", "{held}");
 }
 
-/// T15: a client's JSON-RPC response that answers no request of the upstream's is dropped:
-/// HTTP 202 with no body, nothing forwarded, and the session goes on.
+/// T15: a client's JSON-RPC response that answers no request of the upstream's is dropped and
+/// logged: HTTP 202 with no body, nothing forwarded, and the session goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_response_to_nothing_is_dropped_not_forwarded() {
     let (upstream, gw) = echo_gateway().await;
@@ -431,6 +431,7 @@ async fn a_client_response_to_nothing_is_dropped_not_forwarded() {
     }
     assert_eq!(upstream.received().len(), before, "a stray response was forwarded: {:?}", upstream.received());
     assert_eq!(client.call_tool("up__echo", json!({})).await["result"]["content"][0]["text"], "{}");
+    eventually("the drop is logged", async || gw.stderr().contains("dropping a reply to no upstream request")).await;
 }
 
 // ------------------------------------------------------------------ versions and headers (B)
