@@ -66,7 +66,8 @@ async fn cost_is_counted_per_call_and_session_and_summed_over_a_window() {
     let mut show = Value::Null;
     eventually("the session counts all three calls", async || {
         show = tollgate_json(&gw, &["sessions", "show", &id]).await;
-        show["session"]["usage"]["calls"] == 3
+        // Usage and history are written separately: wait for both.
+        show["session"]["usage"]["calls"] == 3 && show["history"].as_array().is_some_and(|h| h.len() == 3)
     })
     .await;
     let usage = &show["session"]["usage"];

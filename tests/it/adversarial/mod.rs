@@ -13,11 +13,16 @@ use serde_json::json;
 /// A policy-owned config around one recording upstream named `up` (its tools reach the client as
 /// `up__<tool>`; policies name them without the prefix), with an audit log in the gateway's dir.
 pub(crate) async fn gateway_before(upstream: &RecordingUpstream, policy: &str) -> Listening {
+    gateway_before_with(upstream, policy, "").await
+}
+
+/// [`gateway_before`] with `extra` config sections (`[gateway]`, `[server]` …) appended.
+pub(crate) async fn gateway_before_with(upstream: &RecordingUpstream, policy: &str, extra: &str) -> Listening {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("policies")).unwrap();
     std::fs::write(dir.path().join("policies/p.toml"), policy).unwrap();
     let config = format!(
-        "{}[policy]\ndir = \"policies\"\n[audit]\nfile = \"audit/audit.jsonl\"\n",
+        "{}[policy]\ndir = \"policies\"\n[audit]\nfile = \"audit/audit.jsonl\"\n{extra}",
         http_upstream("up", &upstream.url, "")
     );
     Listening::gateway_in(dir, &config).await

@@ -7,7 +7,7 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -26,6 +26,8 @@ pub enum Reply {
     Hang,
     /// Waits until the test opens the gate (`Notify::notify_one`), then replies as given.
     After(Arc<tokio::sync::Notify>, Box<Reply>),
+    /// `307 Temporary Redirect` to this URL.
+    Redirect(String),
 }
 
 /// Decides the reply to every request other than `initialize` and `tools/list`.
@@ -79,7 +81,9 @@ impl RecordingUpstream {
         script: impl Fn(&Value) -> Reply + Send + Sync + 'static,
     ) -> RecordingUpstream {
         let upstream = Arc::new(Upstream { tools, script: Arc::new(script), received: Mutex::new(Vec::new()) });
-        let app = Router::new().route("/mcp", post(handle)).with_state(upstream.clone());
+        // No body limit: tests send what the gateway lets through, however large.
+        let app =
+            Router::new().route("/mcp", post(handle)).layer(DefaultBodyLimit::disable()).with_state(upstream.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind recording upstream");
         let url = format!("http://{}/mcp", listener.local_addr().expect("local addr"));
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -128,6 +132,7 @@ async fn handle(State(upstream): State<Arc<Upstream>>, headers: HeaderMap, body:
             json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}).to_string()
         }
         Reply::Raw(raw) => raw,
+        Reply::Redirect(to) => return (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, to)]).into_response(),
         Reply::Hang => std::future::pending().await,
         Reply::After(..) => unreachable!("waited for above"),
     };

@@ -44,8 +44,13 @@ impl StdioClient {
     }
 
     pub async fn send_raw(&mut self, text: &str) {
+        self.send_bytes(text.as_bytes()).await;
+    }
+
+    /// Writes `bytes` as they are (they need not be UTF-8), then a newline.
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
         let stdin = self.stdin.as_mut().expect("stdin open");
-        stdin.write_all(text.as_bytes()).await.expect("write");
+        stdin.write_all(bytes).await.expect("write");
         stdin.write_all(b"\n").await.expect("write");
         stdin.flush().await.expect("flush");
     }
