@@ -359,3 +359,101 @@ async fn secrets_in_arguments_are_refused_and_never_stored() {
     assert_eq!(audited(&gw, "up__note").len(), secrets.len());
     assert_eq!(first_text(&client.call_tool("up__note", json!({"text": "buy milk"})).await["result"]), "saved");
 }
+
+/// T30: an upstream that sends progress forever and never replies. Progress does not extend
+/// the deadline: the call ends with -31004 at the tool's timeout, the upstream is cancelled,
+/// and the call is audited as a timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_progress_does_not_extend_the_deadline() {
+    let upstream =
+        RecordingUpstream::start(vec![read_only_tool("busy", "Busy forever")], |_| Reply::ProgressForever).await;
+    let gw = gateway_before(
+        &upstream,
+        "[[upstream]]\nname = \"up\"\nallow = [\"*\"]\n[[upstream.tool]]\nname = \"busy\"\ntimeout_ms = 500\n",
+    )
+    .await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+    let started = std::time::Instant::now();
+    let reply = client
+        .request("tools/call", json!({"name": "up__busy", "arguments": {}, "_meta": {"progressToken": "p1"}}))
+        .await;
+    assert_eq!(reply.response()["error"]["code"], -31004, "{:?}", reply.messages);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "took {:?}", started.elapsed());
+    let forwarded_id = upstream.calls()[0]["id"].clone();
+    eventually("the upstream is cancelled", async || {
+        upstream
+            .received()
+            .iter()
+            .any(|r| r.method() == Some("notifications/cancelled") && r.body["params"]["requestId"] == forwarded_id)
+    })
+    .await;
+    eventually("the timeout is audited", async || audited(&gw, "up__busy").iter().any(|r| r["outcome"] == "timeout"))
+        .await;
+    assert!(client.request("tools/list", json!({})).await.response()["result"]["tools"].is_array());
+}
+
+/// T33: an upstream that answers a call with another request's id. The stray reply is not
+/// passed off as the answer: the call fails cleanly (-31005, or -31004 at its deadline), and
+/// the next call is answered with its own result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_with_the_wrong_id_is_never_taken_for_the_answer() {
+    let upstream = RecordingUpstream::start(vec![read_only_tool("odd", "Wrong ids")], |request| {
+        if request["params"]["arguments"]["honest"] == true {
+            return text_result("honest answer");
+        }
+        let wrong = request["id"].as_i64().unwrap_or(0) + 1000;
+        let stray = json!({"jsonrpc": "2.0", "id": wrong, "result": {"content": [{"type": "text", "text": "stray"}]}});
+        Reply::Raw(stray.to_string())
+    })
+    .await;
+    let gw = gateway_before(
+        &upstream,
+        "[[upstream]]\nname = \"up\"\nallow = [\"*\"]\n[[upstream.tool]]\nname = \"odd\"\ntimeout_ms = 2000\n",
+    )
+    .await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+    let reply = client.call_tool("up__odd", json!({})).await;
+    assert!(!reply.to_string().contains("stray"), "a stray reply was delivered: {reply}");
+    let code = reply["error"]["code"].as_i64();
+    assert!(matches!(code, Some(-31005 | -31004)), "{reply}");
+    assert_eq!(first_text(&client.call_tool("up__odd", json!({"honest": true})).await["result"]), "honest answer");
+}
+
+/// T37: a result past the gateway's limits is never passed on. Over `max_output_bytes` it is
+/// withheld with -31009 naming the rule; past the 16 MiB message cap the reply is not read
+/// (-31005). Both are audited, and the session keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_results_are_withheld_with_a_clear_error() {
+    let upstream = RecordingUpstream::start(vec![read_only_tool("dump", "Dumps")], |request| {
+        let mb = request["params"]["arguments"]["mb"].as_u64().unwrap_or(0) as usize;
+        let text = "x".repeat(mb * 1024 * 1024);
+        let reply =
+            json!({"jsonrpc": "2.0", "id": request["id"], "result": {"content": [{"type": "text", "text": text}]}});
+        Reply::Raw(reply.to_string())
+    })
+    .await;
+    let gw = gateway_before(
+        &upstream,
+        "[defaults]\nmax_output_bytes = 100000\n[[upstream]]\nname = \"up\"\nallow = [\"*\"]\n",
+    )
+    .await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+    let withheld = client.call_tool("up__dump", json!({"mb": 1})).await;
+    assert_eq!(withheld["error"]["code"], -31009, "{}", &withheld.to_string()[..300.min(withheld.to_string().len())]);
+    assert_eq!(withheld["error"]["data"]["rule"], "max_output_bytes");
+    let huge = client.call_tool("up__dump", json!({"mb": 20})).await;
+    let text = huge.to_string();
+    assert!(text.len() < 10_000, "the huge reply reached the client ({} bytes)", text.len());
+    assert_eq!(huge["error"]["code"], -31005, "{text}");
+    assert!(huge["error"]["message"].as_str().unwrap().contains("larger than"), "{text}");
+    let outcomes: Vec<String> =
+        audited(&gw, "up__dump").iter().filter_map(|r| r["outcome"].as_str().map(str::to_string)).collect();
+    assert!(
+        outcomes.contains(&"withheld".to_string()) && outcomes.contains(&"upstream_unavailable".to_string()),
+        "{outcomes:?}"
+    );
+    assert!(client.request("tools/list", json!({})).await.response()["result"]["tools"].is_array());
+}

@@ -24,6 +24,9 @@ pub enum Reply {
     Raw(String),
     /// Never answers (the connection stays open until the gateway gives up).
     Hang,
+    /// An SSE stream of `notifications/progress` for the request, one every 20 ms, forever:
+    /// progress but never a reply.
+    ProgressForever,
 }
 
 /// Decides the reply to every request other than `initialize` and `tools/list`.
@@ -116,6 +119,9 @@ async fn handle(State(upstream): State<Arc<Upstream>>, headers: HeaderMap, body:
         "server/discover" => Reply::Error(-32601, "Method not found".into()),
         _ => (upstream.script)(&parsed),
     };
+    if let Reply::ProgressForever = reply {
+        return progress_forever(&parsed);
+    }
     let body = match reply {
         Reply::Result(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string(),
         Reply::Error(code, message) => {
@@ -123,7 +129,27 @@ async fn handle(State(upstream): State<Arc<Upstream>>, headers: HeaderMap, body:
         }
         Reply::Raw(raw) => raw,
         Reply::Hang => std::future::pending().await,
+        Reply::ProgressForever => unreachable!("answered above"),
     };
     ([(header::CONTENT_TYPE, "application/json"), (header::HeaderName::from_static("mcp-session-id"), "rec-1")], body)
+        .into_response()
+}
+
+/// The endless progress stream of [`Reply::ProgressForever`], on the request's progress token.
+fn progress_forever(request: &Value) -> Response {
+    let token = request.pointer("/params/_meta/progressToken").cloned().unwrap_or(json!("recording"));
+    let events = futures::stream::unfold(0u64, move |n| {
+        let token = token.clone();
+        async move {
+            // The hostile upstream's own pace, not a test synchronisation.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            let note = json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": token, "progress": n}});
+            Some((Ok::<_, std::convert::Infallible>(format!("data: {note}\n\n")), n + 1))
+        }
+    });
+    (
+        [(header::CONTENT_TYPE, "text/event-stream"), (header::HeaderName::from_static("mcp-session-id"), "rec-1")],
+        axum::body::Body::from_stream(events),
+    )
         .into_response()
 }
