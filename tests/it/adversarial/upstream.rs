@@ -457,3 +457,159 @@ async fn oversized_results_are_withheld_with_a_clear_error() {
     );
     assert!(client.request("tools/list", json!({})).await.response()["result"]["tools"].is_array());
 }
+
+/// A gateway over two recording upstreams, `up` and `other`, with `extra` in each block.
+async fn two_upstreams(first: &RecordingUpstream, second: &RecordingUpstream, extra: &str) -> Listening {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("policies")).unwrap();
+    std::fs::write(dir.path().join("policies/p.toml"), "[[upstream]]\nname = \"*\"\nallow = [\"*\"]\n").unwrap();
+    let config = format!(
+        "{}{}[policy]\ndir = \"policies\"\n[audit]\nfile = \"audit/audit.jsonl\"\n",
+        http_upstream("up", &first.url, extra),
+        http_upstream("other", &second.url, extra)
+    );
+    Listening::gateway_in(dir, &config).await
+}
+
+/// T21: two upstreams expose `read_file`. Namespaced, each name reaches exactly its own
+/// upstream; a config that would let the two share one name (no prefixes) does not start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_name_two_upstreams_share_reaches_exactly_one() {
+    let a = RecordingUpstream::start(vec![read_only_tool("read_file", "A's")], |_| text_result("from a")).await;
+    let b = RecordingUpstream::start(vec![read_only_tool("read_file", "B's")], |_| text_result("from b")).await;
+    let gw = two_upstreams(&a, &b, "").await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+    assert_eq!(first_text(&client.call_tool("up__read_file", json!({})).await["result"]), "from a");
+    assert_eq!((a.calls().len(), b.calls().len()), (1, 0));
+    assert_eq!(first_text(&client.call_tool("other__read_file", json!({})).await["result"]), "from b");
+    assert_eq!((a.calls().len(), b.calls().len()), (1, 1));
+
+    // Two upstreams without prefixes could expose one public name twice: refused at startup.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("same-prefix.toml");
+    let unprefixed = "tool_prefix = \"\"";
+    std::fs::write(
+        &path,
+        [http_upstream("up", &a.url, unprefixed), http_upstream("other", &b.url, unprefixed)].concat(),
+    )
+    .unwrap();
+    let out =
+        std::process::Command::new(tollgate_bin()).args(["check-config", path.to_str().unwrap()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("tool_prefix \"\" is used by another upstream"), "{stderr}");
+}
+
+/// T22: arguments that break the tool's inputSchema (a required member missing, a wrong type,
+/// an extra member under `additionalProperties: false`) come back as a tool error naming each
+/// JSON pointer; nothing is forwarded and each refusal is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_violations_are_refused_with_pointers_and_never_forwarded() {
+    let tool = json!({
+        "name": "move",
+        "inputSchema": {"type": "object", "required": ["from", "to"], "additionalProperties": false,
+                        "properties": {"from": {"type": "string"}, "to": {"type": "string"}}},
+        "annotations": {"readOnlyHint": true}
+    });
+    let upstream = RecordingUpstream::start(vec![tool], |_| text_result("moved")).await;
+    let gw = gateway_before(&upstream, "[[upstream]]\nname = \"up\"\nallow = [\"*\"]\n").await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+    let cases = [
+        (json!({"from": "a"}), "to"),
+        (json!({"from": "a", "to": 7}), "/to"),
+        (json!({"from": "a", "to": "b", "force": true}), "force"),
+    ];
+    for (args, pointer) in &cases {
+        let reply = client.call_tool("up__move", args.clone()).await;
+        assert_eq!(reply["result"]["isError"], true, "{args}: {reply}");
+        let text = first_text(&reply["result"]);
+        assert!(text.starts_with("Invalid arguments for tool up__move") && text.contains(pointer), "{text}");
+    }
+    assert!(upstream.calls().is_empty(), "{:?}", upstream.calls());
+    let records = audited(&gw, "up__move");
+    assert_eq!(records.len(), cases.len(), "{records:?}");
+    assert!(records.iter().all(|r| r["decision"] == "deny" && r["rule"] == "schema:inputSchema"), "{records:?}");
+    assert_eq!(first_text(&client.call_tool("up__move", json!({"from": "a", "to": "b"})).await["result"]), "moved");
+}
+
+/// T23: an upstream schema whose `$ref` points at a URL (here a listener that records what it
+/// is asked) is never fetched: the call fails closed with -31001, nothing is forwarded, and
+/// the refusal is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_schema_ref_is_never_fetched_and_fails_closed() {
+    let metadata = RecordingUpstream::start(vec![], |_| text_result("")).await;
+    let tool = json!({"name": "fetchy", "inputSchema": {"$ref": metadata.url}, "annotations": {"readOnlyHint": true}});
+    let upstream = RecordingUpstream::start(vec![tool], |_| text_result("ran")).await;
+    let gw = gateway_before(&upstream, "[[upstream]]\nname = \"up\"\nallow = [\"*\"]\n").await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+    let reply = client.call_tool("up__fetchy", json!({})).await;
+    assert_eq!(reply["error"]["code"], -31001, "{reply}");
+    assert!(upstream.calls().is_empty());
+    assert!(metadata.received().is_empty(), "the $ref was fetched: {:?}", metadata.received());
+    assert_eq!(audited(&gw, "up__fetchy")[0]["decision"], "deny");
+}
+
+/// T24: a catastrophic-backtracking pattern in the upstream's schema meets the input that would
+/// explode a backtracking engine; validation is linear, so the refusal comes back at once and
+/// nothing is forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redos_pattern_in_a_schema_is_checked_in_linear_time() {
+    let tool = json!({
+        "name": "match",
+        "inputSchema": {"type": "object", "properties": {"s": {"type": "string", "pattern": "^(a+)+$"}}},
+        "annotations": {"readOnlyHint": true}
+    });
+    let upstream = RecordingUpstream::start(vec![tool], |_| text_result("matched")).await;
+    let gw = gateway_before(&upstream, "[[upstream]]\nname = \"up\"\nallow = [\"*\"]\n").await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+    let started = std::time::Instant::now();
+    let evil = format!("{}!", "a".repeat(5000));
+    let reply = client.call_tool("up__match", json!({"s": evil})).await;
+    assert_eq!(reply["result"]["isError"], true, "{reply}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "validation took {:?}", started.elapsed());
+    assert!(upstream.calls().is_empty());
+    assert_eq!(first_text(&client.call_tool("up__match", json!({"s": "aaa"})).await["result"]), "matched");
+}
+
+/// T26: path arguments guarded to `/srv/data`: traversal, a sibling prefix, percent-encoding,
+/// backslashes, NUL and a `file://` URL outside the root are each refused naming the rule;
+/// nothing is forwarded; each refusal is audited; a path inside the root runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_traversal_arguments_are_refused_with_the_rule() {
+    let upstream =
+        RecordingUpstream::start(vec![read_only_tool("read", "Reads a file")], |_| text_result("data")).await;
+    let gw = gateway_before(
+        &upstream,
+        "[[upstream]]\nname = \"up\"\nallow = [\"*\"]\n[[upstream.tool]]\nname = \"read\"\n\
+         paths = { args = [\"path\"], roots = [\"/srv/data\"] }\n",
+    )
+    .await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+    let attacks = [
+        "/srv/data/../../etc/passwd",
+        "../../etc/passwd",
+        "/srv/data-evil/x",
+        "/srv/data/%2e%2e%2f%2e%2e%2fetc/passwd",
+        "/srv/data\\..\\..\\etc\\passwd",
+        "/srv/data/a\u{0}b",
+        "file:///etc/shadow",
+    ];
+    for attack in attacks {
+        let reply = client.call_tool("up__read", json!({"path": attack})).await;
+        assert_eq!(reply["result"]["isError"], true, "{attack:?}: {reply}");
+        assert!(first_text(&reply["result"]).contains("/path"), "{reply}");
+    }
+    assert!(upstream.calls().is_empty(), "{:?}", upstream.calls());
+    let records = audited(&gw, "up__read");
+    assert_eq!(records.len(), attacks.len());
+    assert!(records.iter().all(|r| r["decision"] == "deny" && r["rule"] == "p.toml:up:tool:read"), "{records:?}");
+    assert_eq!(
+        first_text(&client.call_tool("up__read", json!({"path": "/srv/data/notes.txt"})).await["result"]),
+        "data"
+    );
+}
