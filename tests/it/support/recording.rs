@@ -47,7 +47,7 @@ impl Received {
 }
 
 struct Upstream {
-    tools: Vec<Value>,
+    tools: Mutex<Vec<Value>>,
     script: Script,
     received: Mutex<Vec<Received>>,
 }
@@ -79,12 +79,18 @@ impl RecordingUpstream {
         tools: Vec<Value>,
         script: impl Fn(&Value) -> Reply + Send + Sync + 'static,
     ) -> RecordingUpstream {
-        let upstream = Arc::new(Upstream { tools, script: Arc::new(script), received: Mutex::new(Vec::new()) });
+        let upstream =
+            Arc::new(Upstream { tools: Mutex::new(tools), script: Arc::new(script), received: Mutex::new(Vec::new()) });
         let app = Router::new().route("/mcp", post(handle)).with_state(upstream.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind recording upstream");
         let url = format!("http://{}/mcp", listener.local_addr().expect("local addr"));
         tokio::spawn(async move { axum::serve(listener, app).await });
         RecordingUpstream { url, upstream }
+    }
+
+    /// Lists `tools` from now on, without telling anyone (no `list_changed`): a silent change.
+    pub fn set_tools(&self, tools: Vec<Value>) {
+        *self.upstream.tools.lock().unwrap() = tools;
     }
 
     /// Every POST received, in order.
@@ -115,7 +121,7 @@ async fn handle(State(upstream): State<Arc<Upstream>>, headers: HeaderMap, body:
             "capabilities": {"tools": {"listChanged": true}},
             "serverInfo": {"name": "recording-upstream", "version": "0.1.0"}
         })),
-        "tools/list" => Reply::Result(json!({"tools": upstream.tools})),
+        "tools/list" => Reply::Result(json!({"tools": *upstream.tools.lock().unwrap()})),
         "server/discover" => Reply::Error(-32601, "Method not found".into()),
         _ => (upstream.script)(&parsed),
     };
