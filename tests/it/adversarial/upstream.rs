@@ -653,7 +653,9 @@ async fn a_crash_with_three_calls_in_flight_fails_and_audits_each() {
     for n in 0..2 {
         let mut other = HttpClient::new(&gw.url);
         other.session = client.session.clone();
-        (0..100 * (n + 1)).for_each(|_| drop(other.next_id())); // ids of their own
+        for _ in 0..100 * (n + 1) {
+            other.next_id(); // ids of their own: the session refuses a duplicate in-flight id
+        }
         slow_calls.push(tokio::spawn(async move { other.call_tool("fx__slow", json!({"ms": 30000})).await }));
     }
     let forwarded = async || audited(&gw, "fx__slow").iter().filter(|r| r["phase"] == "admitted").count() == 3;
