@@ -705,3 +705,23 @@ async fn structured_content_that_breaks_the_output_schema_is_an_upstream_error()
     let fits = client.call_tool("up__weather", json!({"temp": 21.5})).await;
     assert_eq!(fits["result"]["structuredContent"]["temp"], 21.5, "{fits}");
 }
+
+/// T25 (unclassified): a tool with no annotations and no policy entry on a read-only upstream
+/// counts as writing: refused with -31002 naming the rule, never forwarded, audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unclassified_tool_on_a_read_only_upstream_is_refused() {
+    let tool = json!({"name": "sync", "description": "Does something", "inputSchema": {"type": "object"}});
+    let upstream = RecordingUpstream::start(vec![tool], |_| text_result("synced")).await;
+    let gw = gateway_before(&upstream, "[[upstream]]\nname = \"up\"\nread_only = true\nallow = [\"*\"]\n").await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+    let reply = client.call_tool("up__sync", json!({})).await;
+    assert_eq!(reply["error"]["code"], -31002, "{reply}");
+    assert!(upstream.calls().is_empty());
+    let records = audited(&gw, "up__sync");
+    assert_eq!(
+        (records[0]["decision"].as_str(), records[0]["rule"].as_str()),
+        (Some("deny"), Some("p.toml:up:read_only"))
+    );
+    assert!(client.request("tools/list", json!({})).await.response()["result"]["tools"].is_array());
+}
