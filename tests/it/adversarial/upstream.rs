@@ -725,3 +725,43 @@ async fn an_unclassified_tool_on_a_read_only_upstream_is_refused() {
     );
     assert!(client.request("tools/list", json!({})).await.response()["result"]["tools"].is_array());
 }
+
+/// T20 (listed by the upstream): an upstream lists a look-alike of a real tool — a Cyrillic
+/// letter, a zero-width space. Names outside MCP's alphabet are not offered: the look-alikes are
+/// left out of `tools/list`, a call to one is refused like an unknown tool (audited under
+/// `tool-name:malformed`) and never forwarded, and the real tool works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn look_alike_names_listed_by_an_upstream_are_not_offered() {
+    let tools = vec![
+        read_only_tool("read_file", "Reads"),
+        read_only_tool("read_f\u{456}le", "Reads, honestly"),
+        read_only_tool("read_file\u{200b}", "Reads too"),
+    ];
+    let upstream = RecordingUpstream::start(tools, |_| text_result("read")).await;
+    let gw = gateway_before(&upstream, "[[upstream]]\nname = \"up\"\nallow = [\"*\"]\n").await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+    let listed = client.request("tools/list", json!({})).await.response()["result"]["tools"].clone();
+    let names: Vec<&str> = listed.as_array().unwrap().iter().filter_map(|t| t["name"].as_str()).collect();
+    assert_eq!(names, ["up__read_file"]);
+    let reply = client.call_tool("up__read_f\u{456}le", json!({})).await;
+    assert_eq!(reply["error"]["code"], -32602, "{reply}");
+    assert!(upstream.calls().is_empty());
+    assert_eq!(audited(&gw, "up__read_f\u{456}le")[0]["rule"], "tool-name:malformed");
+    assert_eq!(first_text(&client.call_tool("up__read_file", json!({})).await["result"]), "read");
+}
+
+/// T41 (roots): an upstream asks for the client's roots though the client declared no `roots`
+/// capability: refused by the gateway under `client-capability:roots`, never delivered, audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roots_the_client_did_not_declare_are_refused_and_audited() {
+    let gw = fixture_asking_the_client("[[upstream]]\nname = \"fx\"\nallow = [\"*\"]\n").await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+    let reply = client.request("tools/call", json!({"name": "fx__list_roots", "arguments": {}})).await;
+    assert!(!reply.messages.iter().any(|m| m["method"] == "roots/list"), "{:?}", reply.messages);
+    assert_eq!(reply.response()["result"]["isError"], true, "{:?}", reply.messages);
+    let find = || audit_records(gw.dir.path()).into_iter().find(|r| r["tool"] == "roots/list");
+    eventually("the refusal is audited", async || find().is_some()).await;
+    assert_eq!(find().unwrap()["rule"], "client-capability:roots");
+}
