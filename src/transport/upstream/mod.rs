@@ -7,6 +7,7 @@
 
 pub mod builtin;
 pub mod http;
+pub mod lines;
 pub mod sandbox;
 pub mod stdio;
 

@@ -765,3 +765,58 @@ async fn roots_the_client_did_not_declare_are_refused_and_audited() {
     eventually("the refusal is audited", async || find().is_some()).await;
     assert_eq!(find().unwrap()["rule"], "client-capability:roots");
 }
+
+/// A stdio MCP server (Python, no SDK) that, asked to call `noisy`, first writes a non-JSON
+/// line, a JSON line that is not JSON-RPC and a flood of stderr, then its real reply.
+const NOISY_SERVER: &str = r#"
+import json, sys
+def send(obj):
+    sys.stdout.write(json.dumps(obj) + "\n"); sys.stdout.flush()
+for line in sys.stdin:
+    msg = json.loads(line)
+    if "id" not in msg:
+        continue
+    method, rid = msg.get("method"), msg["id"]
+    if method == "initialize":
+        send({"jsonrpc": "2.0", "id": rid, "result": {"protocolVersion": "2025-11-25",
+              "capabilities": {"tools": {}}, "serverInfo": {"name": "noisy", "version": "0"}}})
+    elif method == "tools/list":
+        send({"jsonrpc": "2.0", "id": rid, "result": {"tools": [{"name": "noisy",
+              "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": True}}]}})
+    elif method == "tools/call":
+        sys.stdout.write("Traceback (most recent call last): not JSON at all\n")
+        sys.stdout.write('{"looks": "like json", "but": "is not JSON-RPC"}\n')
+        sys.stdout.flush()
+        for _ in range(2000):
+            sys.stderr.write("E" * 20000 + " AKIAIOSFODNN7EXAMPLE\n")
+        sys.stderr.flush()
+        send({"jsonrpc": "2.0", "id": rid, "result": {"content": [{"type": "text", "text": "real answer"}]}})
+    else:
+        send({"jsonrpc": "2.0", "id": rid, "error": {"code": -32601, "message": "Method not found"}})
+"#;
+
+/// T32 (stdio): a child writes garbage and a JSON non-message to stdout and floods stderr
+/// (40 MB, with a key in every line) before its real reply. The garbage is dropped, never taken
+/// for a reply; the client gets the real answer; the gateway's log keeps capped stderr lines
+/// without the key, and the session keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_a_stdio_childs_stdout_and_a_stderr_flood_are_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("noisy.py"), NOISY_SERVER).unwrap();
+    std::fs::create_dir_all(dir.path().join("policies")).unwrap();
+    std::fs::write(dir.path().join("policies/p.toml"), "[[upstream]]\nname = \"n\"\nallow = [\"*\"]\n").unwrap();
+    let script = dir.path().join("noisy.py");
+    let mut config = stdio_upstream("n", &python(), &[script.to_str().unwrap()], "protocol = \"2025-11-25\"");
+    config.push_str("[policy]\ndir = \"policies\"\n[audit]\nfile = \"audit/audit.jsonl\"\n");
+    let gw = Listening::gateway_in(dir, &config).await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+    let reply = client.request("tools/call", json!({"name": "n__noisy", "arguments": {}})).await;
+    assert_eq!(reply.messages.len(), 1, "only the reply reaches the client: {:?}", reply.messages);
+    let tail = gw.stderr().chars().rev().take(3000).collect::<String>().chars().rev().collect::<String>();
+    assert_eq!(first_text(&reply.response()["result"]), "real answer", "{:?}\n{tail}", reply.messages);
+    assert_eq!(first_text(&client.call_tool("n__noisy", json!({})).await["result"]), "real answer");
+    let log = gw.stderr();
+    assert!(!log.contains("AKIAIOSFODNN7EXAMPLE"), "a key from the child's stderr reached the log");
+    assert!(log.len() < 40_000_000, "the stderr flood was copied whole ({} bytes)", log.len());
+}
