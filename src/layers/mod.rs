@@ -6,6 +6,7 @@ pub mod check;
 pub mod enforce_read_only;
 pub mod gate;
 pub mod hold_while_paused;
+pub mod output_schema;
 pub mod rate_limit;
 pub mod redact_output;
 pub mod require_allowlisted;

@@ -71,6 +71,7 @@ where
     fn call(&mut self, call: ToolCall) -> Self::Future {
         let policy = call.policy.clone();
         let trail = call.trail.clone();
+        let (upstream, tool) = (call.upstream.clone(), call.tool.clone());
         // The tool's or the defaults' cap wins; `[redaction] max_output_bytes` is the fallback.
         let limit = policy
             .max_output_bytes(&call.roles, &call.upstream, &call.tool.name)
@@ -85,6 +86,8 @@ where
                         reason: format!("{} bytes exceed the limit of {max}", reply.as_str().len()),
                     });
                 }
+            // On the upstream's own output, before redaction changes any string.
+            super::output_schema::check(&upstream, &tool, &reply, policy.redactor())?;
             match redact_frame(policy.redactor(), reply) {
                 Ok((frame, report)) => {
                     trail.add_redactions(report.total);

@@ -19,6 +19,8 @@ impl<S> Layer<S> for RequireAllowlistedLayer {
 
 /// The rule id of a refusal because no upstream lists the tool.
 pub const UNKNOWN_TOOL_RULE: &str = "unknown_tool";
+/// The rule id of a refusal because the upstream listed the tool under a malformed name.
+pub const MALFORMED_NAME_RULE: &str = "tool-name:malformed";
 
 fn require_allowlisted(call: &ToolCall) -> Option<ShortCircuit> {
     let refused = || Err(Error::UnknownTool(call.public_name.clone()));
@@ -28,6 +30,17 @@ fn require_allowlisted(call: &ToolCall) -> Option<ShortCircuit> {
             Decision { allowed: false, rule: UNKNOWN_TOOL_RULE.into(), reason: "no upstream lists this tool".into() };
         call.trail.record("allowlist", "deny", &decision);
         return Some(refused());
+    }
+    if !crate::mcp::names::is_valid_tool_name(&call.tool.name) {
+        // Listed under a name that can pass for another tool's: hidden from lists, refused here.
+        let decision = Decision {
+            allowed: false,
+            rule: MALFORMED_NAME_RULE.into(),
+            reason: "the upstream's tool name is outside MCP's alphabet".into(),
+        };
+        if call.enforce("allowlist", decision).is_err() {
+            return Some(refused());
+        }
     }
     let decision = call.policy.allowlist(&call.roles, &call.upstream, &call.tool.name);
     if call.enforce("allowlist", decision).is_err() {

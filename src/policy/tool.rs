@@ -8,6 +8,8 @@ pub struct ToolDefinition {
     pub name: String,
     pub read_only_hint: Option<bool>,
     pub input_schema: Option<Value>,
+    /// What `structuredContent` must fit, if the tool declares it.
+    pub output_schema: Option<Value>,
     /// SHA-256 of the tool's definition as listed (name, description, schemas, annotations).
     pub digest: String,
     /// What `policy::description::scan` found in the definition's text (empty: nothing).
@@ -16,7 +18,14 @@ pub struct ToolDefinition {
 
 impl ToolDefinition {
     pub fn new(name: &str, read_only_hint: Option<bool>, input_schema: Option<Value>, digest: &str) -> ToolDefinition {
-        ToolDefinition { name: name.into(), read_only_hint, input_schema, digest: digest.into(), flags: Vec::new() }
+        ToolDefinition {
+            name: name.into(),
+            read_only_hint,
+            input_schema,
+            output_schema: None,
+            digest: digest.into(),
+            flags: Vec::new(),
+        }
     }
 
     /// From the raw JSON of one `tools/list` entry.
@@ -25,8 +34,10 @@ impl ToolDefinition {
         let name = v.get("name")?.as_str()?.to_string();
         let read_only_hint = v.pointer("/annotations/readOnlyHint").and_then(Value::as_bool);
         let input_schema = v.get("inputSchema").cloned();
+        let output_schema = v.get("outputSchema").cloned();
         let flags = crate::policy::description::scan_definition(&v);
-        Some(ToolDefinition { name, read_only_hint, input_schema, digest: crate::policy::tool::digest(&v), flags })
+        let digest = crate::policy::tool::digest(&v);
+        Some(ToolDefinition { name, read_only_hint, input_schema, output_schema, digest, flags })
     }
 }
 

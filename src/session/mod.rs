@@ -1067,7 +1067,12 @@ impl Session {
             tool = ToolDefinition::from_listing(item.get()).map(Arc::new);
             // The same predicates as RequireAllowlisted: hidden here, refused (and audited) there.
             let quarantined = tool.as_ref().is_some_and(|t| policy.quarantine(t).is_some());
-            let allowed = policy.allowlist(roles, &config.name, &original).allowed && !quarantined;
+            if !names::is_valid_tool_name(&original) {
+                tracing::warn!(upstream = %config.name, tool = ?original, "tool name outside MCP's alphabet; hidden");
+            }
+            let allowed = policy.allowlist(roles, &config.name, &original).allowed
+                && !quarantined
+                && names::is_valid_tool_name(&original);
             if !allowed && !policy.dry_run(roles, &config.name) {
                 catalog.add_hidden_tool(public, Route { slot, original, tool });
                 return None;

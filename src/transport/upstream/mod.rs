@@ -8,6 +8,7 @@
 pub mod builtin;
 pub mod clients;
 pub mod http;
+pub mod lines;
 pub mod sandbox;
 pub mod stdio;
 

@@ -8,6 +8,7 @@
 //! environment plus its configured `env`, an explicit working directory, optional resource
 //! limits, no new privileges.
 
+use super::lines::{Line, TolerantLines};
 use super::{Dispatcher, sandbox};
 use crate::config::{ProcessLimits, UpstreamConfig};
 use crate::error::Error;
@@ -22,7 +23,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
-use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+use tokio_util::codec::FramedRead;
 
 /// Longest line accepted from a child; longer output is dropped, not buffered without bound.
 pub const MAX_LINE: usize = 16 * 1024 * 1024;
@@ -182,17 +183,18 @@ impl ExitWatch {
 }
 
 async fn read_stdout(name: String, stdout: tokio::process::ChildStdout, dispatcher: Arc<Dispatcher>, exit: ExitWatch) {
-    let mut lines = FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_LINE));
+    let mut lines = FramedRead::new(stdout, TolerantLines::new(MAX_LINE));
     while let Some(line) = lines.next().await {
         match line {
-            Ok(line) if line.trim().is_empty() => {}
-            Ok(line) => match Frame::parse(line) {
+            Ok(Line::Text(line)) if line.trim().is_empty() => {}
+            Ok(Line::Text(line)) => match Frame::parse(line) {
                 Ok(frame) => dispatcher.dispatch(frame, None),
                 Err(e) => tracing::warn!(upstream = %name, error = ?e, "dropping invalid frame from upstream"),
             },
-            Err(LinesCodecError::MaxLineLengthExceeded) => {
+            Ok(Line::TooLong) => {
                 tracing::warn!(upstream = %name, limit = MAX_LINE, "dropping oversized line from upstream")
             }
+            Ok(Line::NotUtf8) => tracing::warn!(upstream = %name, "dropping a line from upstream that is not UTF-8"),
             Err(e) => {
                 tracing::warn!(upstream = %name, error = %e, "upstream stdout failed");
                 break;
@@ -205,14 +207,15 @@ async fn read_stdout(name: String, stdout: tokio::process::ChildStdout, dispatch
 }
 
 async fn log_stderr(name: String, stderr: tokio::process::ChildStderr, scrubber: Arc<Scrubber>) {
-    let mut lines = FramedRead::new(stderr, LinesCodec::new_with_max_length(MAX_STDERR_LINE));
+    // Read to the end whatever comes, so a chatty child never blocks or dies on its stderr.
+    let mut lines = FramedRead::new(stderr, TolerantLines::new(MAX_STDERR_LINE));
     while let Some(line) = lines.next().await {
         match line {
-            Ok(line) => {
+            Ok(Line::Text(line)) => {
                 let line = scrubber.scrub(&line).unwrap_or(line);
                 tracing::info!(upstream = %name, "stderr: {line}")
             }
-            Err(LinesCodecError::MaxLineLengthExceeded) => {}
+            Ok(Line::TooLong | Line::NotUtf8) => {}
             Err(_) => break,
         }
     }

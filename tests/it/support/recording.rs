@@ -28,6 +28,9 @@ pub enum Reply {
     After(Arc<tokio::sync::Notify>, Box<Reply>),
     /// `307 Temporary Redirect` to this URL.
     Redirect(String),
+    /// An SSE stream of `notifications/progress` for the request, one every 20 ms, forever:
+    /// progress but never a reply.
+    ProgressForever,
 }
 
 /// Decides the reply to every request other than `initialize` and `tools/list`.
@@ -48,7 +51,7 @@ impl Received {
 }
 
 struct Upstream {
-    tools: Vec<Value>,
+    tools: Mutex<Vec<Value>>,
     script: Script,
     received: Mutex<Vec<Received>>,
 }
@@ -80,7 +83,8 @@ impl RecordingUpstream {
         tools: Vec<Value>,
         script: impl Fn(&Value) -> Reply + Send + Sync + 'static,
     ) -> RecordingUpstream {
-        let upstream = Arc::new(Upstream { tools, script: Arc::new(script), received: Mutex::new(Vec::new()) });
+        let upstream =
+            Arc::new(Upstream { tools: Mutex::new(tools), script: Arc::new(script), received: Mutex::new(Vec::new()) });
         // No body limit: tests send what the gateway lets through, however large.
         let app =
             Router::new().route("/mcp", post(handle)).layer(DefaultBodyLimit::disable()).with_state(upstream.clone());
@@ -88,6 +92,11 @@ impl RecordingUpstream {
         let url = format!("http://{}/mcp", listener.local_addr().expect("local addr"));
         tokio::spawn(async move { axum::serve(listener, app).await });
         RecordingUpstream { url, upstream }
+    }
+
+    /// Lists `tools` from now on, without telling anyone (no `list_changed`): a silent change.
+    pub fn set_tools(&self, tools: Vec<Value>) {
+        *self.upstream.tools.lock().unwrap() = tools;
     }
 
     /// Every POST received, in order.
@@ -118,13 +127,16 @@ async fn handle(State(upstream): State<Arc<Upstream>>, headers: HeaderMap, body:
             "capabilities": {"tools": {"listChanged": true}},
             "serverInfo": {"name": "recording-upstream", "version": "0.1.0"}
         })),
-        "tools/list" => Reply::Result(json!({"tools": upstream.tools})),
+        "tools/list" => Reply::Result(json!({"tools": *upstream.tools.lock().unwrap()})),
         "server/discover" => Reply::Error(-32601, "Method not found".into()),
         _ => (upstream.script)(&parsed),
     };
     while let Reply::After(gate, then) = reply {
         gate.notified().await;
         reply = *then;
+    }
+    if let Reply::ProgressForever = reply {
+        return progress_forever(&parsed);
     }
     let body = match reply {
         Reply::Result(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string(),
@@ -135,7 +147,27 @@ async fn handle(State(upstream): State<Arc<Upstream>>, headers: HeaderMap, body:
         Reply::Redirect(to) => return (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, to)]).into_response(),
         Reply::Hang => std::future::pending().await,
         Reply::After(..) => unreachable!("waited for above"),
+        Reply::ProgressForever => unreachable!("answered above"),
     };
     ([(header::CONTENT_TYPE, "application/json"), (header::HeaderName::from_static("mcp-session-id"), "rec-1")], body)
+        .into_response()
+}
+
+/// The endless progress stream of [`Reply::ProgressForever`], on the request's progress token.
+fn progress_forever(request: &Value) -> Response {
+    let token = request.pointer("/params/_meta/progressToken").cloned().unwrap_or(json!("recording"));
+    let events = futures::stream::unfold(0u64, move |n| {
+        let token = token.clone();
+        async move {
+            // The hostile upstream's own pace, not a test synchronisation.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            let note = json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": token, "progress": n}});
+            Some((Ok::<_, std::convert::Infallible>(format!("data: {note}\n\n")), n + 1))
+        }
+    });
+    (
+        [(header::CONTENT_TYPE, "text/event-stream"), (header::HeaderName::from_static("mcp-session-id"), "rec-1")],
+        axum::body::Body::from_stream(events),
+    )
         .into_response()
 }
