@@ -187,7 +187,7 @@ async fn a_call_left_at_shutdown_still_gets_its_completion_record() {
     let (url, session) = (gw.url.clone(), client.session.clone().unwrap());
     let stalled = tokio::spawn(async move {
         let call = tool_call(1, "up__stall");
-        let sent = reqwest::Client::new()
+        let sent = crate::support::http()
             .post(&url)
             .header("content-type", "application/json")
             .header("accept", "application/json")
