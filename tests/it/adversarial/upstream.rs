@@ -638,6 +638,7 @@ async fn a_silently_changed_definition_is_refused_until_approved() {
     let refused = audited(&gw, "up__add").into_iter().find(|r| r["decision"] == "deny").expect("refusal audited");
     assert_eq!(refused["rule"], "pin:changed");
     assert_ne!(refused["tool_digest"], pinned, "the record names the new definition");
+    assert_eq!(refused["pinned_digest"], pinned, "and the pinned one it replaced");
 }
 
 /// T31: the upstream process dies with three calls in flight. Every one fails fast with -31005
