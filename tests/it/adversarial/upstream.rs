@@ -191,7 +191,9 @@ async fn tool_descriptions_are_cleaned_and_poisoned_ones_flagged() {
         gw.stderr().contains("tool description looks like it carries hidden instructions")
     })
     .await;
-    let metrics = reqwest::Client::new()
+    // The test client's own reqwest client (on main it carries the TLS provider reqwest needs).
+    let metrics = client
+        .http
         .get(format!("{}/metrics", gw.admin.as_deref().expect("admin API")))
         .bearer_auth(ADMIN_TOKEN)
         .send()
