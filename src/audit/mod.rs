@@ -87,6 +87,10 @@ pub struct AuditRecord {
     /// Digest of the tool definition the call was decided against (its pin).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_digest: Option<String>,
+    /// For a call refused because its tool changed (a rug pull): the digest of the definition
+    /// that was pinned; `tool_digest` is the one the upstream lists now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_digest: Option<String>,
     /// For a call that needed a person: which approval, who decided, and when.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<crate::policy::trail::ApprovalTrail>,

@@ -73,6 +73,7 @@ fn audit_unavailable(reason: String) -> Error {
 /// The decisions so far: the deciding one, every step, the approval.
 fn fill_decision(record: &mut AuditRecord, trail: &Trail, dry_run: bool) {
     record.approval = trail.approval();
+    record.pinned_digest = trail.pinned_digest();
     record.dry_run = dry_run;
     match trail.deciding() {
         Some(d) => {

@@ -32,7 +32,9 @@ fn require_pinned_definition(call: ToolCall) -> BoxFuture<'static, Result<ToolCa
         };
         let decision = match verdict {
             Ok(()) => Decision { allowed: true, rule: "pin".into(), reason: "definition matches its pin".into() },
-            Err(pinned) => Decision {
+            Err(pinned) => {
+                call.trail.set_pinned_digest(pinned.clone());
+                Decision {
                 allowed: false,
                 rule: "pin:changed".into(),
                 reason: format!(
@@ -43,7 +45,8 @@ fn require_pinned_definition(call: ToolCall) -> BoxFuture<'static, Result<ToolCa
                     call.upstream,
                     call.tool.name
                 ),
-            },
+                }
+            }
         };
         match call.enforce("pin", decision) {
             Ok(()) => Ok(call),

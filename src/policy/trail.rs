@@ -45,6 +45,8 @@ pub struct Trail {
     entries: Mutex<Vec<TrailEntry>>,
     redactions: AtomicUsize,
     approval: Mutex<Option<ApprovalTrail>>,
+    /// The pin a changed definition was refused against (for the audit record).
+    pinned_digest: Mutex<Option<String>>,
     /// The call went to its upstream (after its admission record): what makes it chargeable.
     forwarded: AtomicBool,
     /// The call's figures, computed once by whoever needs them first (audit layer or session),
@@ -76,6 +78,12 @@ impl Trail {
     }
     pub fn approval(&self) -> Option<ApprovalTrail> {
         self.approval.lock().expect("trail lock").clone()
+    }
+    pub fn set_pinned_digest(&self, digest: String) {
+        *self.pinned_digest.lock().expect("trail lock") = Some(digest);
+    }
+    pub fn pinned_digest(&self) -> Option<String> {
+        self.pinned_digest.lock().expect("trail lock").clone()
     }
     pub fn entries(&self) -> Vec<TrailEntry> {
         self.entries.lock().expect("trail lock").clone()

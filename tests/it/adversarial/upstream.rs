@@ -157,11 +157,20 @@ fn poisoned_tool() -> serde_json::Value {
 
 /// T35, T36, T40 (listing): escapes, invisible characters and secrets are removed from what the
 /// client reads about a tool (description, title, parameter descriptions) as they are from
-/// output; a poisoned description is passed with a warning in the log and counted in metrics.
+/// output; a poisoned description is passed with a warning in the log and counted in
+/// `tollgate_tool_definitions_flagged_total`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tool_descriptions_are_cleaned_and_poisoned_ones_flagged() {
     let upstream = RecordingUpstream::start(vec![poisoned_tool()], |_| text_result("3")).await;
-    let gw = gateway_before(&upstream, "[[upstream]]\nname = \"up\"\nallow = [\"*\"]\n").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("policies")).unwrap();
+    std::fs::write(dir.path().join("policies/p.toml"), "[[upstream]]\nname = \"up\"\nallow = [\"*\"]\n").unwrap();
+    std::fs::write(dir.path().join("admin.token"), ADMIN_TOKEN).unwrap();
+    let config = format!(
+        "{}[policy]\ndir = \"policies\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"file:admin.token\"\n",
+        http_upstream("up", &upstream.url, "")
+    );
+    let gw = Listening::gateway_in(dir, &config).await;
     let mut client = HttpClient::new(&gw.url);
     client.initialize(json!({})).await;
     let reply = client.request("tools/list", json!({})).await;
@@ -182,6 +191,19 @@ async fn tool_descriptions_are_cleaned_and_poisoned_ones_flagged() {
         gw.stderr().contains("tool description looks like it carries hidden instructions")
     })
     .await;
+    // The test client's own reqwest client (on main it carries the TLS provider reqwest needs).
+    let metrics = client
+        .http
+        .get(format!("{}/metrics", gw.admin.as_deref().expect("admin API")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let flagged = r#"tollgate_tool_definitions_flagged_total{upstream="up",tool="add"} "#;
+    assert!(metrics.lines().any(|l| l.starts_with(flagged)), "no flag metric: {metrics}");
     assert_eq!(first_text(&client.call_tool("up__add", json!({"a": 1})).await["result"]), "3");
 }
 
@@ -638,6 +660,7 @@ async fn a_silently_changed_definition_is_refused_until_approved() {
     let refused = audited(&gw, "up__add").into_iter().find(|r| r["decision"] == "deny").expect("refusal audited");
     assert_eq!(refused["rule"], "pin:changed");
     assert_ne!(refused["tool_digest"], pinned, "the record names the new definition");
+    assert_eq!(refused["pinned_digest"], pinned, "and the pinned one it replaced");
 }
 
 /// T31: the upstream process dies with three calls in flight. Every one fails fast with -31005
