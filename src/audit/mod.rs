@@ -12,6 +12,7 @@
 
 pub mod calls;
 pub mod read;
+pub mod security;
 pub mod sink;
 
 use serde::{Deserialize, Serialize};
@@ -29,7 +30,8 @@ pub struct AuditRecord {
     /// Position in the log, continuing across rotated files.
     #[serde(default)]
     pub seq: u64,
-    /// "admitted" (before forwarding), "completed" (outcome), "denied" (never forwarded) or "config".
+    /// "admitted" (before forwarding), "completed" (outcome), "denied" (never forwarded),
+    /// "security" (a request refused before any session: see `security.rs`) or "config".
     pub phase: String,
     /// Digest of the session id (the id itself is a bearer-like handle and stays out of logs).
     pub session: String,
@@ -127,6 +129,10 @@ pub struct AuditRecord {
     pub currency: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price: Option<String>,
+    /// On a "security" record: how many events of its kind so far (records are written at
+    /// 1, 2, 4, 8, … so a flood stays visible without flooding the log).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<u64>,
     /// `hash` of the previous record in the log (`GENESIS` for the first); filled by the sink.
     #[serde(default)]
     pub prev: String,

@@ -14,6 +14,7 @@
 //! running out answers 503 with a JSON-RPC error, never a queue. CORS headers go only to
 //! origins in `cors_allowed_origins` (none by default).
 
+use crate::audit::security::Event;
 use crate::auth::{Authenticator, Identity, Rejection, challenge};
 use crate::config::ServerConfig;
 use crate::error::Error;
@@ -54,6 +55,11 @@ pub struct HttpState {
 }
 
 impl HttpState {
+    /// Records a request refused before any session took it (see `audit::security`).
+    fn security_event(&self, event: Event, principal: &str, error: &Error) {
+        crate::audit::security::record(self.registry.shared().audit.as_ref(), event, principal, error.code());
+    }
+
     pub fn new(registry: Arc<Registry>, config: ServerConfig, auth: Arc<Authenticator>) -> Arc<HttpState> {
         let in_flight = Arc::new(Semaphore::new(config.max_in_flight_requests));
         let body_budget = Arc::new(Semaphore::new(config.max_buffered_body_bytes.min(Semaphore::MAX_PERMITS)));
@@ -170,11 +176,13 @@ async fn check_origin_and_host(State(state): State<Arc<HttpState>>, req: Request
         let e = Error::InvalidRequest(
             "Host header not allowed (DNS rebinding protection); add it to server.allowed_hosts".into(),
         );
+        state.security_event(Event::HostRefused, "", &e);
         return error_response(StatusCode::FORBIDDEN, &e, None);
     }
     let origin = header_str(headers, "origin").map(str::to_string);
     if !origin_allowed(&state.config, origin.as_deref()) {
         let e = Error::InvalidRequest("Origin not allowed; add it to server.allowed_origins".into());
+        state.security_event(Event::OriginRefused, "", &e);
         return error_response(StatusCode::FORBIDDEN, &e, None);
     }
     let cors = cors_allowed(&state.config, origin.as_deref()).then_some(origin).flatten();
@@ -337,12 +345,12 @@ enum Target {
     Stateless(Arc<Session>),
 }
 
+fn session_not_found() -> Error {
+    Error::InvalidRequest("session not found or ended; send initialize to start a new one".into())
+}
+
 fn not_found(id: Option<&str>) -> Response {
-    error_response(
-        StatusCode::NOT_FOUND,
-        &Error::InvalidRequest("session not found or ended; send initialize to start a new one".into()),
-        id,
-    )
+    error_response(StatusCode::NOT_FOUND, &session_not_found(), id)
 }
 
 async fn pick_session(
@@ -360,7 +368,10 @@ async fn pick_session(
     if let Some(id) = header_str(headers, "mcp-session-id") {
         return match state.registry.get(id, principal).await {
             Ok(Some(s)) => Ok(Target::Existing(s)),
-            Ok(None) => Err(Box::new(not_found(frame.id()))),
+            Ok(None) => {
+                state.security_event(Event::UnknownSession, principal, &session_not_found());
+                Err(Box::new(not_found(frame.id())))
+            }
             Err(e) => Err(unavailable(e)),
         };
     }
@@ -463,10 +474,15 @@ async fn post_message(
     };
     let frame = match Frame::decode(Vec::from(bytes)) {
         Ok(f) => f,
-        Err(e) => return error_response(StatusCode::BAD_REQUEST, &Error::from(e.clone()), e.id()),
+        Err(e) => {
+            let error = Error::from(e.clone());
+            state.security_event(Event::MalformedFrame, &identity.principal, &error);
+            return error_response(StatusCode::BAD_REQUEST, &error, e.id());
+        }
     };
     let claims = mcp::meta_claims(frame.params());
     if let Err(e) = check_headers(&headers, &frame, &claims) {
+        state.security_event(Event::HeaderMismatch, &identity.principal, &e);
         return error_response(e.http_status(), &e, frame.id());
     }
     if let Err(e) = check_stateless_meta(&headers, &frame, &claims) {
@@ -595,7 +611,10 @@ async fn stateful_session(
     };
     match state.registry.get(id, &identity.principal).await {
         Ok(Some(s)) => Ok(s),
-        Ok(None) => Err(Box::new(not_found(None))),
+        Ok(None) => {
+            state.security_event(Event::UnknownSession, &identity.principal, &session_not_found());
+            Err(Box::new(not_found(None)))
+        }
         Err(e) => Err(Box::new(error_response(StatusCode::SERVICE_UNAVAILABLE, &e, None))),
     }
 }

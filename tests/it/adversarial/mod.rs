@@ -56,3 +56,47 @@ async fn a_write_pinned_by_policy_is_refused_whatever_the_annotation_says() {
     // Still serving: a harmless request on the same session works.
     assert!(client.request("tools/list", json!({})).await.response()["result"]["tools"].is_array());
 }
+
+/// T1, T17, T42, T46: requests refused before any session exists leave "security" records in
+/// the audit chain — a bad Origin, a malformed frame, mirrored headers that disagree with the
+/// body, a guessed session id — and a flood of them is recorded logarithmically (1, 2, 4, …
+/// with the running count), so probing is on the record without flooding the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_before_a_session_are_security_records_even_in_a_flood() {
+    let upstream = RecordingUpstream::start(vec![read_only_tool("echo", "Echoes")], |_| text_result("x")).await;
+    let gw = gateway_before(&upstream, "[[upstream]]\nname = \"up\"\nallow = [\"*\"]\n").await;
+    let client = HttpClient::new(&gw.url);
+    for _ in 0..100 {
+        assert_eq!(client.post_raw("{}".into(), &[("origin", "http://evil.example")]).await.status, 403);
+    }
+    assert_eq!(client.post_raw("{\"jsonrpc\":".into(), &[]).await.status, 400);
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "up__echo", "arguments": {}, "_meta": stateless_meta()}});
+    let mismatch = client
+        .post(&call, &[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", "up__other")])
+        .await;
+    assert_eq!(mismatch.response()["error"]["code"], -32020);
+    let guessed = client
+        .post(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}), &[("mcp-session-id", "0123abcd")])
+        .await;
+    assert_eq!(guessed.status, 404);
+
+    let security = || audit_records(gw.dir.path()).into_iter().filter(|r| r["phase"] == "security").collect::<Vec<_>>();
+    eventually("every kind of refusal is on the record", async || {
+        let rules: Vec<String> = security().iter().map(|r| r["rule"].as_str().unwrap().to_string()).collect();
+        ["security:origin", "security:malformed_frame", "security:header_mismatch", "security:unknown_session"]
+            .iter()
+            .all(|rule| rules.iter().any(|r| r == rule))
+            && rules.iter().filter(|r| *r == "security:origin").count() == 7
+    })
+    .await;
+    let origin_counts: Vec<u64> =
+        security().iter().filter(|r| r["rule"] == "security:origin").map(|r| r["events"].as_u64().unwrap()).collect();
+    let mut sorted = origin_counts.clone();
+    sorted.sort();
+    assert_eq!(sorted, [1, 2, 4, 8, 16, 32, 64], "100 refused origins: {origin_counts:?}");
+    assert!(upstream.calls().is_empty());
+    let (ok, out, err) =
+        tollgate(&gw, &["audit", "verify", gw.dir.path().join("audit/audit.jsonl").to_str().unwrap()]).await;
+    assert!(ok, "the chain with security records verifies: {out}{err}");
+}
