@@ -560,6 +560,8 @@ impl Session {
                     rule: rule.as_deref(),
                     latency,
                     redactions: trail.redactions(),
+                    cost: Some(&cost),
+                    currency: self.shared.cost.currency(),
                 });
                 span.in_scope(|| {
                     tracing::info!(
@@ -637,6 +639,8 @@ impl Session {
             rule: unknown.then_some("unknown_tool"),
             latency: Duration::ZERO,
             redactions: 0,
+            cost: None,
+            currency: self.shared.cost.currency(),
         });
         tracing::info!(session = %self.handle, decision, outcome = e.outcome(), code = e.code(), "tool call not routed");
     }
