@@ -28,7 +28,7 @@ mod common;
 
 use common::bins::{Bins, find_bins};
 use common::client::Endpoint;
-use common::load::{Latency, Load, Throughput, latency, throughput};
+use common::load::{Latency, Load, Outcome, Throughput, latency, throughput};
 use common::process::{Gateway, children, free_port, rss_kib};
 use common::report::{Failures, machine, mib, per_call, us};
 use common::upstream::mini_upstream;
@@ -125,7 +125,7 @@ async fn contextforge(script: &Path, upstream: &str) -> Result<(Gateway, Arc<End
     let base = format!("http://127.0.0.1:{port}");
     let db = format!("sqlite:///{}", dir.path().join("mcp.db").display());
     // Its settings are validated by every entry point, the token maker's too.
-    let settings: [(&str, &str); 13] = [
+    let settings: [(&str, &str); 14] = [
         ("DATABASE_URL", &db),
         ("JWT_SECRET_KEY", CF_JWT_SECRET),
         ("AUTH_ENCRYPTION_SECRET", "bench-only-encryption-secret-0123456789abcdef"),
@@ -142,6 +142,9 @@ async fn contextforge(script: &Path, upstream: &str) -> Result<(Gateway, Arc<End
         // Downstream sessions, so that it keeps one upstream session per client session as
         // Tollgate does (stateless, it opens a new upstream session for every call).
         ("USE_STATEFUL_SESSIONS", "true"),
+        // Its default limit (100 MCP requests a minute per user, then a 15-minute lockout) would
+        // refuse the load itself; Tollgate runs here without a rate limit too.
+        ("RATE_LIMITING_ENABLED", "false"),
     ];
     let mut cmd = Command::new(script);
     cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()]).current_dir(dir.path()).envs(settings);
@@ -231,12 +234,13 @@ async fn measure(fronts: &mut [Front], plan: &Plan, fail: &mut Failures) {
             let f = &mut fronts[(round + i) % n];
             let l = latency(&f.ep, &plan.load, f.pid, &f.peers).await;
             eprintln!(
-                "  latency {}: p50 {:.0} µs, p99 {:.0} µs ({} ok, {} failed)",
+                "  latency {}: p50 {:.0} µs, p99 {:.0} µs ({} ok, {} failed{})",
                 f.name,
                 us(l.p50),
                 us(l.p99),
                 l.outcome.ok,
-                l.outcome.failed
+                l.outcome.failed,
+                first_error(&l.outcome)
             );
             if f.ours {
                 fail.check(&format!("latency, {}", f.name), &l.outcome);
@@ -257,6 +261,10 @@ async fn measure(fronts: &mut [Front], plan: &Plan, fail: &mut Failures) {
             f.throughput.push(t);
         }
     }
+}
+
+fn first_error(o: &Outcome) -> String {
+    o.first_error.as_deref().map(|e| format!("; first error: {e}")).unwrap_or_default()
 }
 
 /// The median and the range of `values`, formatted with `unit`.
