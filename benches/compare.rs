@@ -53,7 +53,7 @@ impl Plan {
     fn new(full: bool) -> Plan {
         if full {
             Plan {
-                load: Load { full, rate: 20, paced_secs: 10, smoke_calls: 0, concurrency: 16, burst_secs: 5 },
+                load: Load { full, rate: 10, paced_secs: 10, smoke_calls: 0, concurrency: 16, burst_secs: 5 },
                 rounds: 3,
             }
         } else {

@@ -217,9 +217,12 @@ impl Endpoint {
         Ok(())
     }
 
-    /// POSTs one message on an idle connection (a new one if none is idle), within 10 s.
+    /// POSTs one message on an idle connection (a new one if none is idle), within 10 s. A
+    /// kept-alive connection the server has closed meanwhile (uvicorn closes them after 5 s idle)
+    /// is replaced once, as HTTP clients do.
     pub async fn post(&self, body: &str) -> Result<Reply, String> {
         let idle = self.idle.lock().expect("idle lock").pop();
+        let reused = idle.is_some();
         let mut conn = match idle {
             Some(c) => c,
             None => Conn::open(self.addr).await?,
@@ -228,8 +231,12 @@ impl Endpoint {
         request.extend_from_slice(self.head.as_bytes());
         request.extend_from_slice(format!("{}\r\n\r\n", body.len()).as_bytes());
         request.extend_from_slice(body.as_bytes());
-        let reply = tokio::time::timeout(Duration::from_secs(10), conn.exchange(&request))
-            .await
+        let mut result = tokio::time::timeout(Duration::from_secs(10), conn.exchange(&request)).await;
+        if reused && matches!(&result, Ok(Err(e)) if e.contains("closed by the server") || e.starts_with("write:")) {
+            conn = Conn::open(self.addr).await?;
+            result = tokio::time::timeout(Duration::from_secs(10), conn.exchange(&request)).await;
+        }
+        let reply = result
             .map_err(|_| format!("{}: no reply within 10 s", self.url))?
             .map_err(|e| format!("{}: {e}", self.url))?;
         // A connection that failed is dropped; a good one is reused.
