@@ -24,36 +24,35 @@
 //! The load generator is this program: every JSON-RPC id is unique, HTTP is keep-alive with
 //! TCP_NODELAY, everything is on loopback and bounded in calls and time.
 
+mod common;
+
 use axum::Router;
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use serde::Deserialize;
+use common::bins::{Bins, find_bins};
+use common::client::{Endpoint, contains, is_result_for, next_id};
+use common::cpu::{Meters, Usage};
+use common::load::{Latency, Load, Outcome, Throughput, latency, percentiles, throughput};
+use common::process::{Gateway, children, rss_kib};
+use common::report::{
+    Failures, Noise, Table, added, lat, machine, mib, per_call, report_latency, report_throughput, us,
+};
+use common::upstream::mini_upstream;
 use serde_json::json;
-use serde_json::value::RawValue;
-use std::borrow::Cow;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 /// How much work each row does.
 struct Plan {
-    full: bool,
-    /// Paced latency rows: this many calls per second for `paced_secs` (full mode); sequential
-    /// calls without pacing in smoke mode.
-    rate: u64,
-    paced_secs: u64,
-    smoke_calls: usize,
-    /// Throughput rows: calls in flight, and for how long (full) or how many calls (smoke).
-    concurrency: usize,
-    burst_secs: u64,
+    /// The HTTP rows.
+    http: Load,
     /// stdio rows.
     sequential: usize,
     pipelined: usize,
@@ -64,142 +63,20 @@ impl Plan {
     fn new(full: bool) -> Plan {
         if full {
             Plan {
-                full,
-                rate: 1000,
-                paced_secs: 5,
-                smoke_calls: 0,
-                concurrency: 48,
-                burst_secs: 5,
+                http: Load { full, rate: 1000, paced_secs: 5, smoke_calls: 0, concurrency: 48, burst_secs: 5 },
                 sequential: 10_000,
                 pipelined: 50_000,
                 window: 64,
             }
         } else {
             Plan {
-                full,
-                rate: 0,
-                paced_secs: 0,
-                smoke_calls: 300,
-                concurrency: 8,
-                burst_secs: 0,
+                http: Load { full, rate: 0, paced_secs: 0, smoke_calls: 300, concurrency: 8, burst_secs: 0 },
                 sequential: 300,
                 pipelined: 600,
                 window: 64,
             }
         }
     }
-}
-
-/// Every JSON-RPC id this program sends, over every connection, is unique.
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-fn next_id() -> u64 {
-    NEXT_ID.fetch_add(1, Ordering::Relaxed)
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
-/// A reply to request `id` that carries a result (the id followed by `,` or `}` so that id 12
-/// does not match a reply to 123).
-fn is_result_for(body: &[u8], id: u64) -> bool {
-    contains(body, b"\"result\"")
-        && (contains(body, format!("\"id\":{id},").as_bytes()) || contains(body, format!("\"id\":{id}}}").as_bytes()))
-}
-
-// ------------------------------------------------------------------ binaries
-
-struct Bins {
-    tollgate: PathBuf,
-    fixture: PathBuf,
-}
-
-/// The binaries of the profile this bench was built in: `current_exe()` is
-/// `target/<profile>/deps/overhead-<hash>`, so they are in its grandparent directory. In smoke
-/// mode `target/debug/` and cargo's compiled-in paths are accepted too, so a missing release
-/// build never fails `cargo test`.
-fn find_bins(full: bool) -> Result<Bins, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    let profile_dir = exe.parent().and_then(Path::parent).map(Path::to_path_buf);
-    let mut dirs: Vec<PathBuf> = profile_dir.iter().cloned().collect();
-    if !full && let Some(target) = profile_dir.as_deref().and_then(Path::parent) {
-        dirs.push(target.join("debug"));
-    }
-    for dir in &dirs {
-        let (tollgate, fixture) = (dir.join("tollgate"), dir.join("tollgate-fixture"));
-        if tollgate.is_file() && fixture.is_file() {
-            return Ok(Bins { tollgate, fixture });
-        }
-    }
-    if !full
-        && let (Some(t), Some(f)) =
-            (option_env!("CARGO_BIN_EXE_tollgate"), option_env!("CARGO_BIN_EXE_tollgate-fixture"))
-        && Path::new(t).is_file()
-        && Path::new(f).is_file()
-    {
-        return Ok(Bins { tollgate: t.into(), fixture: f.into() });
-    }
-    Err(format!(
-        "tollgate and tollgate-fixture not found in {}; build them first:\n    \
-         cargo build --release --bins && cargo bench --bench overhead",
-        dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(" or ")
-    ))
-}
-
-// ------------------------------------------------------------------ a minimal HTTP upstream
-
-/// The parts of an incoming message the upstream looks at; the id stays raw text.
-#[derive(Deserialize)]
-struct Incoming<'a> {
-    #[serde(borrow, default)]
-    id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    method: Option<Cow<'a, str>>,
-}
-
-const TOOLS: &str = r#"{"tools":[{"name":"echo","description":"Answers ok","inputSchema":{"type":"object","properties":{"message":{"type":"string"}},"required":["message"]},"annotations":{"readOnlyHint":true}}]}"#;
-const INITIALIZED: &str = r#"{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"bench-upstream","version":"0"}}"#;
-
-async fn upstream_handler(body: Bytes) -> Response {
-    let Ok(msg) = serde_json::from_slice::<Incoming>(&body) else {
-        return StatusCode::BAD_REQUEST.into_response();
-    };
-    // Notifications (`notifications/initialized`) and responses: accepted, no body.
-    let Some(id) = msg.id else { return StatusCode::ACCEPTED.into_response() };
-    let id = id.get();
-    let json = |status: StatusCode, body: String| (status, [("content-type", "application/json")], body);
-    let result = |r: &str| json(StatusCode::OK, format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{r}}}"#));
-    let not_found = |status| {
-        json(status, format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":-32601,"message":"Method not found"}}}}"#))
-    };
-    match msg.method.as_deref().unwrap_or("") {
-        "tools/call" => result(r#"{"content":[{"type":"text","text":"ok"}]}"#).into_response(),
-        "initialize" => {
-            let mut r = result(INITIALIZED).into_response();
-            r.headers_mut().insert("mcp-session-id", "bench-upstream-session".parse().expect("header value"));
-            r
-        }
-        "tools/list" => result(TOOLS).into_response(),
-        "ping" => result("{}").into_response(),
-        // No 2026-07-28 here: the gateway falls back to initialize.
-        "server/discover" => not_found(StatusCode::NOT_FOUND).into_response(),
-        _ => not_found(StatusCode::OK).into_response(),
-    }
-}
-
-/// A stateful 2025-11-25 MCP server answering `tools/call` at once with JSON (no SSE), on
-/// loopback with TCP_NODELAY. Returns its URL.
-async fn mini_upstream() -> String {
-    use axum::serve::ListenerExt;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
-    let addr = listener.local_addr().expect("upstream address");
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let app = Router::new().route("/mcp", post(upstream_handler));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}/mcp")
 }
 
 // ------------------------------------------------------------------ an OTLP receiver
@@ -274,27 +151,7 @@ fn proxy(upstream: String) {
     });
 }
 
-// ------------------------------------------------------------------ processes
-
-/// A child process serving HTTP on a free loopback port: `tollgate serve` or the reference proxy.
-struct Gateway {
-    child: Child,
-    pid: u32,
-    url: String,
-    dir: tempfile::TempDir,
-}
-
 impl Gateway {
-    /// `tollgate serve` with `config` (TOML after `[server] listen = "127.0.0.1:0"`).
-    async fn start(bin: &Path, config: &str) -> Gateway {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("bench.toml");
-        std::fs::write(&path, format!("[server]\nlisten = \"127.0.0.1:0\"\n{config}")).expect("write config");
-        let mut cmd = Command::new(bin);
-        cmd.args(["serve", "--config"]).arg(&path).env("TOLLGATE_LOG", "warn");
-        Gateway::spawn(cmd, dir).await
-    }
-
     /// This program as a minimal pass-through proxy in front of `upstream` (see [`proxy`]).
     async fn proxy(upstream: &str) -> Gateway {
         let exe = std::env::current_exe().expect("current_exe");
@@ -302,434 +159,6 @@ impl Gateway {
         cmd.args(["--proxy", upstream]);
         Gateway::spawn(cmd, tempfile::tempdir().expect("tempdir")).await
     }
-
-    /// Starts a process that prints `listening on URL` as its first line.
-    async fn spawn(mut cmd: Command, dir: tempfile::TempDir) -> Gateway {
-        let log = std::fs::File::create(dir.path().join("stderr.log")).expect("log file");
-        let bin = cmd.as_std().get_program().to_string_lossy().into_owned();
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
-        let pid = child.id().expect("gateway pid");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("gateway did not announce its URL within 30 s")
-            .expect("read gateway stdout");
-        let Some(url) = line.as_deref().and_then(|l| l.strip_prefix("listening on ")) else {
-            let log = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default();
-            panic!("gateway did not start (first line {line:?}); stderr:\n{log}");
-        };
-        let url = url.to_string();
-        // Keep draining stdout so the gateway never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Gateway { child, pid, url, dir }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
-    }
-
-    /// SIGTERM and wait (the gateway ends its upstream sessions); SIGKILL after 5 s.
-    async fn stop(mut self) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid as i32), nix::sys::signal::Signal::SIGTERM);
-        if tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await.is_err() {
-            let _ = self.child.kill().await;
-        }
-    }
-}
-
-/// `(VmRSS, VmHWM)` in KiB.
-fn rss_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-/// CPU time used so far by a process (user + system, `/proc/PID/stat` fields 14 and 15) or,
-/// for `"machine"`, by all CPUs together (`/proc/stat`: everything but idle and iowait, steal
-/// included). Linux counts both in USER_HZ = 100 ticks per second on every architecture.
-fn cpu_time(pid: &str) -> Duration {
-    let ticks: u64 = if pid == "machine" {
-        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-        // "cpu  user nice system idle iowait irq softirq steal guest guest_nice"
-        let line = stat.lines().next().unwrap_or("");
-        let fields: Vec<u64> = line.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
-        fields.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum()
-    } else {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        // The command name (field 2) may hold spaces; the fields after it are plain.
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u64>().ok()).sum()
-    };
-    Duration::from_millis(ticks * 10)
-}
-
-/// CPU used by a process between two points.
-struct CpuMeter {
-    pid: String,
-    start: Duration,
-}
-
-impl CpuMeter {
-    fn new(pid: impl ToString) -> CpuMeter {
-        let pid = pid.to_string();
-        CpuMeter { start: cpu_time(&pid), pid }
-    }
-    fn used(&self) -> Duration {
-        cpu_time(&self.pid).saturating_sub(self.start)
-    }
-}
-
-/// CPU used while one measurement runs: by this program (load generator and in-process
-/// upstream), by the gateway process, and by everything else on the machine (other builds and
-/// tests on a shared host make a run noisy; this says how much).
-struct Meters {
-    wall: Instant,
-    own: CpuMeter,
-    gateway: Option<CpuMeter>,
-    /// Other processes that are part of the measurement (a stdio upstream).
-    peers: Vec<CpuMeter>,
-    machine: CpuMeter,
-}
-
-#[derive(Clone, Copy, Default)]
-struct Usage {
-    own: Duration,
-    gateway: Option<Duration>,
-    /// Cores used on average by other processes during the measurement.
-    others: f64,
-}
-
-impl Meters {
-    fn start(gateway: Option<u32>, peers: &[u32]) -> Meters {
-        Meters {
-            wall: Instant::now(),
-            own: CpuMeter::new("self"),
-            gateway: gateway.map(CpuMeter::new),
-            peers: peers.iter().map(CpuMeter::new).collect(),
-            machine: CpuMeter::new("machine"),
-        }
-    }
-    fn stop(&self) -> Usage {
-        let (own, gateway) = (self.own.used(), self.gateway.as_ref().map(CpuMeter::used));
-        let ours = own + gateway.unwrap_or_default() + self.peers.iter().map(CpuMeter::used).sum::<Duration>();
-        let others = self.machine.used().saturating_sub(ours);
-        Usage { own, gateway, others: others.as_secs_f64() / self.wall.elapsed().as_secs_f64() }
-    }
-}
-
-// ------------------------------------------------------------------ HTTP client
-
-/// One keep-alive HTTP/1.1 connection with TCP_NODELAY, used by one call at a time. Written by
-/// hand like wrk's: a request is one write, a reply is read by its Content-Length, and there is
-/// no pool, URL parsing or extra task per connection, so the load generator costs little of the
-/// CPU the gateway needs. Only what the peers here send is understood (Content-Length bodies).
-struct Conn {
-    tcp: TcpStream,
-    buf: Vec<u8>,
-}
-
-/// A reply: status, `Mcp-Session-Id` if present, body.
-struct Reply {
-    status: u16,
-    session: Option<String>,
-    body: Vec<u8>,
-}
-
-impl Conn {
-    async fn open(addr: SocketAddr) -> Result<Conn, String> {
-        let tcp = TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
-        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-        Ok(Conn { tcp, buf: Vec::with_capacity(4096) })
-    }
-
-    async fn exchange(&mut self, request: &[u8]) -> Result<Reply, String> {
-        self.tcp.write_all(request).await.map_err(|e| format!("write: {e}"))?;
-        self.buf.clear();
-        let head_len = loop {
-            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            self.fill().await?;
-        };
-        let head = std::str::from_utf8(&self.buf[..head_len]).map_err(|_| "reply head is not UTF-8")?;
-        let status = head.get(9..12).and_then(|s| s.parse().ok()).ok_or_else(|| format!("bad status line: {head}"))?;
-        let (mut length, mut session) = (None, None);
-        for line in head.split("\r\n").skip(1) {
-            let Some((name, value)) = line.split_once(':') else { continue };
-            let value = value.trim();
-            if name.eq_ignore_ascii_case("content-length") {
-                length = value.parse::<usize>().ok();
-            } else if name.eq_ignore_ascii_case("mcp-session-id") {
-                session = Some(value.to_string());
-            } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                return Err(format!("HTTP {status} with transfer-encoding {value} (expected a JSON reply)"));
-            }
-        }
-        let length = length.ok_or_else(|| format!("HTTP {status} without Content-Length"))?;
-        while self.buf.len() < head_len + length {
-            self.fill().await?;
-        }
-        Ok(Reply { status, session, body: self.buf[head_len..head_len + length].to_vec() })
-    }
-
-    async fn fill(&mut self) -> Result<(), String> {
-        let mut chunk = [0u8; 4096];
-        match self.tcp.read(&mut chunk).await {
-            Ok(0) => Err("connection closed by the server".into()),
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                Ok(())
-            }
-            Err(e) => Err(format!("read: {e}")),
-        }
-    }
-}
-
-/// One MCP session on one endpoint, with its own idle connections.
-struct Endpoint {
-    addr: SocketAddr,
-    url: String,
-    /// Everything of a POST up to the Content-Length value.
-    head: String,
-    tool: String,
-    idle: std::sync::Mutex<Vec<Conn>>,
-}
-
-impl Endpoint {
-    /// initialize → notifications/initialized → tools/list, as a client would.
-    async fn connect(url: &str, tool: &str) -> Result<Arc<Endpoint>, String> {
-        let rest = url.strip_prefix("http://").ok_or_else(|| format!("not an http:// URL: {url}"))?;
-        let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
-        let addr: SocketAddr = host.parse().map_err(|e| format!("{host}: {e}"))?;
-        let head = |session: Option<&str>| {
-            let session = session.map(|s| format!("Mcp-Session-Id: {s}\r\n")).unwrap_or_default();
-            format!(
-                "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
-                 Accept: application/json, text/event-stream\r\nMcp-Protocol-Version: 2025-11-25\r\n{session}\
-                 Content-Length: "
-            )
-        };
-        let mut ep =
-            Endpoint { addr, url: url.to_string(), head: head(None), tool: tool.to_string(), idle: Default::default() };
-        let init = json!({"jsonrpc":"2.0","id":next_id(),"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"tollgate-bench","version":"0"}}});
-        let r = ep.post(&init.to_string()).await?;
-        if r.status != 200 || !contains(&r.body, b"\"result\"") {
-            return Err(format!("initialize at {url}: HTTP {}: {}", r.status, String::from_utf8_lossy(&r.body)));
-        }
-        ep.head = head(r.session.as_deref());
-        let r = ep.post(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).await?;
-        if r.status != 202 {
-            return Err(format!("notifications/initialized: HTTP {}: {}", r.status, String::from_utf8_lossy(&r.body)));
-        }
-        let id = next_id();
-        let r = ep.post(&format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/list"}}"#)).await?;
-        if r.status != 200 || !is_result_for(&r.body, id) || !contains(&r.body, tool.as_bytes()) {
-            return Err(format!("tools/list at {url}: HTTP {}: {}", r.status, String::from_utf8_lossy(&r.body)));
-        }
-        Ok(Arc::new(ep))
-    }
-
-    /// Opens connections until `n` are idle, so that no measured call pays for a connect.
-    async fn prefill(&self, n: usize) -> Result<(), String> {
-        while self.idle.lock().expect("idle lock").len() < n {
-            let c = Conn::open(self.addr).await?;
-            self.idle.lock().expect("idle lock").push(c);
-        }
-        Ok(())
-    }
-
-    /// POSTs one message on an idle connection (a new one if none is idle), within 10 s.
-    async fn post(&self, body: &str) -> Result<Reply, String> {
-        let idle = self.idle.lock().expect("idle lock").pop();
-        let mut conn = match idle {
-            Some(c) => c,
-            None => Conn::open(self.addr).await?,
-        };
-        let mut request = Vec::with_capacity(self.head.len() + body.len() + 16);
-        request.extend_from_slice(self.head.as_bytes());
-        request.extend_from_slice(format!("{}\r\n\r\n", body.len()).as_bytes());
-        request.extend_from_slice(body.as_bytes());
-        let reply = tokio::time::timeout(Duration::from_secs(10), conn.exchange(&request))
-            .await
-            .map_err(|_| format!("{}: no reply within 10 s", self.url))?
-            .map_err(|e| format!("{}: {e}", self.url))?;
-        // A connection that failed is dropped; a good one is reused.
-        self.idle.lock().expect("idle lock").push(conn);
-        Ok(reply)
-    }
-
-    /// One tools/call; Ok only for HTTP 200 carrying a JSON-RPC result for this id.
-    async fn call(&self) -> Result<(), String> {
-        let id = next_id();
-        let body = format!(
-            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{}","arguments":{{"message":"x"}}}}}}"#,
-            self.tool
-        );
-        let r = self.post(&body).await?;
-        if r.status == 200 && is_result_for(&r.body, id) {
-            Ok(())
-        } else {
-            Err(format!("tools/call at {}: HTTP {}: {}", self.url, r.status, String::from_utf8_lossy(&r.body)))
-        }
-    }
-}
-
-// ------------------------------------------------------------------ measurements
-
-#[derive(Default)]
-struct Outcome {
-    ok: usize,
-    failed: usize,
-    first_error: Option<String>,
-}
-
-impl Outcome {
-    fn record(&mut self, r: Result<(), String>) {
-        match r {
-            Ok(()) => self.ok += 1,
-            Err(e) => {
-                self.failed += 1;
-                self.first_error.get_or_insert(e);
-            }
-        }
-    }
-    fn merge(&mut self, other: Outcome) {
-        self.ok += other.ok;
-        self.failed += other.failed;
-        if self.first_error.is_none() {
-            self.first_error = other.first_error;
-        }
-    }
-}
-
-struct Latency {
-    p50: Duration,
-    p99: Duration,
-    max: Duration,
-    /// Calls per second actually offered (paced) or achieved (sequential).
-    rate: f64,
-    outcome: Outcome,
-    usage: Usage,
-}
-
-fn percentiles(mut samples: Vec<Duration>, rate: f64, outcome: Outcome) -> Latency {
-    samples.sort_unstable();
-    let at = |q: f64| {
-        let i = ((samples.len() as f64 * q).ceil() as usize).saturating_sub(1);
-        samples.get(i.min(samples.len().saturating_sub(1))).copied().unwrap_or_default()
-    };
-    let max = samples.last().copied().unwrap_or_default();
-    Latency { p50: at(0.50), p99: at(0.99), max, rate, outcome, usage: Usage::default() }
-}
-
-/// Open loop: one call starts every `1/rate` s whether or not earlier ones have finished (each
-/// in its own task on its own keep-alive connection, so a slow call never delays the next; a
-/// connection is opened if all are busy). Latency is from the call's start to its reply's last
-/// byte.
-async fn paced(ep: &Arc<Endpoint>, rate: u64, secs: u64) -> Latency {
-    let total = (rate * secs) as usize;
-    let mut tick = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let mut tasks = Vec::with_capacity(total);
-    let start = Instant::now();
-    for _ in 0..total {
-        tick.tick().await;
-        let ep = ep.clone();
-        tasks.push(tokio::spawn(async move {
-            let t = Instant::now();
-            let r = ep.call().await;
-            (t.elapsed(), r)
-        }));
-    }
-    let offered = total as f64 / start.elapsed().as_secs_f64();
-    let (mut samples, mut outcome) = (Vec::with_capacity(total), Outcome::default());
-    for t in tasks {
-        let (d, r) = t.await.expect("call task");
-        if r.is_ok() {
-            samples.push(d);
-        }
-        outcome.record(r);
-    }
-    percentiles(samples, offered, outcome)
-}
-
-/// Smoke mode: `n` calls one after another.
-async fn sequential_http(ep: &Arc<Endpoint>, n: usize) -> Latency {
-    let (mut samples, mut outcome) = (Vec::with_capacity(n), Outcome::default());
-    let start = Instant::now();
-    for _ in 0..n {
-        let t = Instant::now();
-        let r = ep.call().await;
-        if r.is_ok() {
-            samples.push(t.elapsed());
-        }
-        outcome.record(r);
-    }
-    percentiles(samples, n as f64 / start.elapsed().as_secs_f64(), outcome)
-}
-
-async fn latency(ep: &Arc<Endpoint>, plan: &Plan, gateway: Option<u32>) -> Latency {
-    let meters = Meters::start(gateway, &[]);
-    let mut l = if plan.full {
-        paced(ep, plan.rate, plan.paced_secs).await
-    } else {
-        sequential_http(ep, plan.smoke_calls).await
-    };
-    l.usage = meters.stop();
-    l
-}
-
-struct Throughput {
-    /// Successful calls per second.
-    rate: f64,
-    outcome: Outcome,
-    usage: Usage,
-}
-
-/// Closed loop: `concurrency` workers each send the next call as soon as the last one is
-/// answered, for `secs` (full) or until `calls` have been sent (smoke).
-async fn throughput(
-    ep: &Arc<Endpoint>,
-    concurrency: usize,
-    secs: u64,
-    calls: usize,
-    gateway: Option<u32>,
-) -> Throughput {
-    let deadline = (secs > 0).then(|| Instant::now() + Duration::from_secs(secs));
-    let budget = Arc::new(AtomicUsize::new(if secs > 0 { usize::MAX } else { calls }));
-    let meters = Meters::start(gateway, &[]);
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (ep, budget) = (ep.clone(), budget.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut outcome = Outcome::default();
-            while deadline.is_none_or(|d| Instant::now() < d)
-                && budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1)).is_ok()
-            {
-                outcome.record(ep.call().await);
-            }
-            outcome
-        }));
-    }
-    let mut outcome = Outcome::default();
-    for t in tasks {
-        outcome.merge(t.await.expect("worker"));
-    }
-    Throughput { rate: outcome.ok as f64 / start.elapsed().as_secs_f64(), outcome, usage: meters.stop() }
 }
 
 // ------------------------------------------------------------------ stdio
@@ -743,15 +172,6 @@ struct StdioPeer {
     /// processes that serve the calls (the fixture).
     gateway: Option<u32>,
     peers: Vec<u32>,
-}
-
-/// The child processes of `pid` (`/proc/PID/task/*/children`).
-fn children(pid: u32) -> Vec<u32> {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten();
-    tasks
-        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-        .flat_map(|c| c.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<u32>>())
-        .collect()
 }
 
 fn call_line(id: u64) -> String {
@@ -905,133 +325,19 @@ impl StdioPeer {
     }
 }
 
-// ------------------------------------------------------------------ report
-
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
-}
-
-/// Failed calls anywhere make the whole run fail; the first error of each row is kept.
-#[derive(Default)]
-struct Failures(Vec<String>);
-
-impl Failures {
-    fn check(&mut self, row: &str, outcome: &Outcome) {
-        if outcome.failed > 0 || outcome.ok == 0 {
-            self.0.push(format!(
-                "{row}: {} of {} calls failed; first error: {}",
-                outcome.failed,
-                outcome.ok + outcome.failed,
-                outcome.first_error.as_deref().unwrap_or("no successful call")
-            ));
-        }
-    }
-}
-
-struct Table(Vec<[String; 4]>);
-
-impl Table {
-    fn row(
-        &mut self,
-        what: impl Into<String>,
-        direct: impl Into<String>,
-        via: impl Into<String>,
-        added: impl Into<String>,
-    ) {
-        self.0.push([what.into(), direct.into(), via.into(), added.into()]);
-    }
-    fn print(&self) {
-        println!("| measurement | direct | through the gateway | gateway adds (gateway CPU per call) |");
-        println!("|---|---:|---:|---:|");
-        for r in &self.0 {
-            println!("| {} | {} | {} | {} |", r[0], r[1], r[2], r[3]);
-        }
-    }
-}
-
-fn lat(l: &Latency) -> String {
-    format!("p50 {:.0} µs · p99 {:.0} µs", us(l.p50), us(l.p99))
-}
-
-fn added(direct: &Latency, via: &Latency) -> String {
-    format!("p50 {:+.0} µs · p99 {:+.0} µs", us(via.p50) - us(direct.p50), us(via.p99) - us(direct.p99))
-}
-
-/// CPU per successful call: (gateway, this program).
-fn per_call(u: &Usage, o: &Outcome) -> (Option<Duration>, Duration) {
-    let n = o.ok.max(1) as u32;
-    (u.gateway.map(|g| g / n), u.own / n)
-}
-
-/// What a row cost in CPU, and how busy the rest of the machine was meanwhile.
-fn cpu_note(u: &Usage, o: &Outcome) -> String {
-    let (gateway, own) = per_call(u, o);
-    let gateway = gateway.map(|g| format!("gateway {:.0} µs/call, ", us(g))).unwrap_or_default();
-    format!("CPU: {gateway}bench process {:.0} µs/call, other processes {:.2} cores", us(own), u.others)
-}
-
-/// Runs during which other processes used more than a tenth of a core.
-#[derive(Default)]
-struct Noise(Vec<String>);
-
-impl Noise {
-    fn check(&mut self, row: &str, u: &Usage) {
-        if u.others > 0.1 {
-            self.0.push(format!("{row}: other processes used {:.2} cores", u.others));
-        }
-    }
-}
-
-/// Progress on stderr as each row finishes (the table comes at the end, on stdout).
-fn report_latency(fail: &mut Failures, noise: &mut Noise, what: &str, name: &str, l: &Latency) {
-    let row = format!("{what}, {name}");
-    fail.check(&row, &l.outcome);
-    noise.check(&row, &l.usage);
-    eprintln!(
-        "  {row}: {} calls at {:.0}/s, p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs; {}",
-        l.outcome.ok,
-        l.rate,
-        us(l.p50),
-        us(l.p99),
-        us(l.max),
-        cpu_note(&l.usage, &l.outcome)
-    );
-}
-
-fn report_throughput(fail: &mut Failures, noise: &mut Noise, what: &str, name: &str, t: &Throughput) {
-    let row = format!("{what}, {name}");
-    fail.check(&row, &t.outcome);
-    noise.check(&row, &t.usage);
-    eprintln!("  {row}: {:.0} calls/s ({} ok); {}", t.rate, t.outcome.ok, cpu_note(&t.usage, &t.outcome));
-}
-
-fn machine() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, m)| m.trim().to_string())
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    format!("{cpus} CPUs ({model})")
-}
+// ------------------------------------------------------------------ the run
 
 async fn run(plan: &Plan, bins: &Bins) -> Result<(), Failures> {
     let mut fail = Failures::default();
     let mut noise = Noise::default();
     let mut table = Table(Vec::new());
-    let mode = if plan.full {
+    let mode = if plan.http.full {
         format!(
             "paced {} calls/s for {} s; throughput {} in flight for {} s",
-            plan.rate, plan.paced_secs, plan.concurrency, plan.burst_secs
+            plan.http.rate, plan.http.paced_secs, plan.http.concurrency, plan.http.burst_secs
         )
     } else {
-        format!("smoke run: {} calls per row, no pacing", plan.smoke_calls)
+        format!("smoke run: {} calls per row, no pacing", plan.http.smoke_calls)
     };
     eprintln!(
         "overhead: {}; {mode}; binaries in {}",
@@ -1093,9 +399,9 @@ async fn run(plan: &Plan, bins: &Bins) -> Result<(), Failures> {
 
     // Warm-up: connections, allocator, the gateway's caches.
     for ep in [&direct, &via_bare, &via_traced, &via_full, &via_floor] {
-        let w = throughput(ep, 8, 0, if plan.full { 2000 } else { 50 }, None).await;
+        let w = throughput(ep, 8, 0, if plan.http.full { 2000 } else { 50 }, None, &[]).await;
         fail.check(&format!("warm-up {}", ep.url), &w.outcome);
-        if let Err(e) = ep.prefill(plan.concurrency).await {
+        if let Err(e) = ep.prefill(plan.http.concurrency).await {
             fail.0.push(format!("opening connections to {}: {e}", ep.url));
         }
     }
@@ -1103,16 +409,16 @@ async fn run(plan: &Plan, bins: &Bins) -> Result<(), Failures> {
         return Err(fail);
     }
 
-    let what = if plan.full {
-        format!("HTTP `tools/call` latency, open loop at {} calls/s for {} s", plan.rate, plan.paced_secs)
+    let what = if plan.http.full {
+        format!("HTTP `tools/call` latency, open loop at {} calls/s for {} s", plan.http.rate, plan.http.paced_secs)
     } else {
-        format!("HTTP `tools/call` latency, {} sequential calls", plan.smoke_calls)
+        format!("HTTP `tools/call` latency, {} sequential calls", plan.http.smoke_calls)
     };
-    let d = latency(&direct, plan, None).await;
+    let d = latency(&direct, &plan.http, None, &[]).await;
     report_latency(&mut fail, &mut noise, &what, "direct", &d);
     let mut via_latency = Vec::new();
     for (name, ep, pid) in fronts {
-        let l = latency(ep, plan, Some(pid)).await;
+        let l = latency(ep, &plan.http, Some(pid), &[]).await;
         report_latency(&mut fail, &mut noise, &what, name, &l);
         let cpu = per_call(&l.usage, &l.outcome).0.unwrap_or_default();
         table.row(
@@ -1124,13 +430,13 @@ async fn run(plan: &Plan, bins: &Bins) -> Result<(), Failures> {
         via_latency.push(l);
     }
 
-    let (secs, calls) = (plan.burst_secs, plan.smoke_calls);
-    let what = format!("HTTP `tools/call` throughput, {} in flight (HTTP 200 + result only)", plan.concurrency);
-    let td = throughput(&direct, plan.concurrency, secs, calls, None).await;
+    let (secs, calls) = (plan.http.burst_secs, plan.http.smoke_calls);
+    let what = format!("HTTP `tools/call` throughput, {} in flight (HTTP 200 + result only)", plan.http.concurrency);
+    let td = throughput(&direct, plan.http.concurrency, secs, calls, None, &[]).await;
     report_throughput(&mut fail, &mut noise, &what, "direct", &td);
     let mut via_throughput = Vec::new();
     for (name, ep, pid) in fronts {
-        let t = throughput(ep, plan.concurrency, secs, calls, Some(pid)).await;
+        let t = throughput(ep, plan.http.concurrency, secs, calls, Some(pid), &[]).await;
         report_throughput(&mut fail, &mut noise, &what, name, &t);
         let (cpu, own) = per_call(&t.usage, &t.outcome);
         table.row(
@@ -1182,7 +488,7 @@ async fn run(plan: &Plan, bins: &Bins) -> Result<(), Failures> {
         .await
         .map_err(|e| Failures(vec![format!("tollgate stdio with telemetry: {e}")]))?;
     for p in [&mut raw, &mut wrapped, &mut wrapped_traced] {
-        let w = p.sequential(if plan.full { 1000 } else { 20 }).await;
+        let w = p.sequential(if plan.http.full { 1000 } else { 20 }).await;
         fail.check("stdio warm-up", &w.outcome);
     }
     let what = format!("stdio `tools/call` latency, {} sequential calls", plan.sequential);
@@ -1231,21 +537,21 @@ async fn run(plan: &Plan, bins: &Bins) -> Result<(), Failures> {
          stdio {stdio_spans} for {stdio_calls} measured calls plus warm-up"
     );
     // Smoke runs are too short for the CPU counters (10 ms ticks) to say anything.
-    if plan.full && !noise.0.is_empty() {
+    if plan.http.full && !noise.0.is_empty() {
         println!("\nOther processes were busy during some rows; those numbers are less reliable:");
         for n in &noise.0 {
             println!("- {n}");
         }
     }
 
-    if plan.full {
+    if plan.http.full {
         let met = |ok: bool| if ok { "met" } else { "MISSED" };
         let (p50, p99) = (us(b.p50) - us(d.p50), us(b.p99) - us(d.p99));
         let peak = tb.rate;
         let idle = mib(rss_start.max(rss_session));
         println!("\nTargets:");
-        println!("- added p50 < 150 µs at {} calls/s over HTTP: {:+.0} µs, {}", plan.rate, p50, met(p50 < 150.0));
-        println!("- added p99 < 1 ms at {} calls/s over HTTP: {:+.0} µs, {}", plan.rate, p99, met(p99 < 1000.0));
+        println!("- added p50 < 150 µs at {} calls/s over HTTP: {:+.0} µs, {}", plan.http.rate, p50, met(p50 < 150.0));
+        println!("- added p99 < 1 ms at {} calls/s over HTTP: {:+.0} µs, {}", plan.http.rate, p99, met(p99 < 1000.0));
         println!("- ≥ 10,000 tools/call per second through one gateway: {peak:.0}/s, {}", met(peak >= 10_000.0));
         println!("- idle RSS < 30 MB: {idle:.1} MiB, {}", met(idle * 1.048_576 < 30.0));
         // Telemetry's share of the per-call overhead: what it adds over the same gateway without it.
@@ -1270,7 +576,7 @@ fn main() {
         return proxy(args.get(i + 1).cloned().expect("--proxy URL"));
     }
     let full = args.iter().any(|a| a == "--bench");
-    let bins = match find_bins(full) {
+    let bins = match find_bins(full, "overhead") {
         Ok(b) => b,
         // Cargo builds both binaries for this target unless their features are off; a smoke run
         // without them has nothing to check.

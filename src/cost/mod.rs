@@ -1,5 +1,5 @@
 //! Cost attribution: what one tool call weighs (bytes, estimated tokens) and what it costs
-//! (configured prices), for the session's usage, its recent calls, the audit record, and later
+//! (configured prices), for the session's usage, its recent calls, the audit record and the
 //! metrics.
 //!
 //! What is measured is the payload a model writes and reads, not the wire: "in" is the call's
@@ -13,8 +13,8 @@
 //! the upstream's name and its own tool name prices it (see [`price`]); a call refused by policy
 //! costs nothing but its bytes and tokens still count.
 //!
-//! Hook for metrics: [`CallCost::counters`] names every figure of one call; the call's
-//! `policy::trail::Trail::cost` holds its `CallCost` once the call is done.
+//! The call's `policy::trail::Trail::cost` holds its `CallCost` once the call is done; the
+//! session hands it to `telemetry::metrics` (counters per upstream, tool and direction).
 
 pub mod estimate;
 pub mod price;
@@ -50,17 +50,6 @@ pub struct CallCost {
 }
 
 impl CallCost {
-    /// The figures as named counters, for exporters (metrics) that add them up per label.
-    pub fn counters(&self) -> [(&'static str, u64); 5] {
-        [
-            ("bytes_in", self.bytes_in),
-            ("bytes_out", self.bytes_out),
-            ("tokens_in", self.tokens_in),
-            ("tokens_out", self.tokens_out),
-            ("cost_micros", self.cost_micros),
-        ]
-    }
-
     /// The price's config key, `cost.price[N]`.
     pub fn price_key(&self) -> Option<String> {
         self.price.map(|i| format!("cost.price[{i}]"))
@@ -204,7 +193,6 @@ mod tests {
         assert_eq!((denied.cost_micros, denied.price, denied.tokens_out), (0, Some(0), 1000));
         let unpriced = m.call_cost("fs", "read", input, output, true);
         assert_eq!((unpriced.cost_micros, unpriced.price), (0, None));
-        assert_eq!(web.counters()[4], ("cost_micros", 502_000));
     }
 
     #[test]

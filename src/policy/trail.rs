@@ -1,5 +1,5 @@
 //! The decisions taken on one call, in layer order, and its cost figures once settled: what the
-//! audit record (and, for the figures, the session's usage and later metrics) reads.
+//! audit record (and, for the figures, the session's usage and the metrics) reads.
 
 use super::Decision;
 use crate::cost::CallCost;

@@ -580,6 +580,8 @@ impl Session {
                     rule: rule.as_deref(),
                     latency,
                     redactions: trail.redactions(),
+                    cost: Some(&cost),
+                    currency: self.shared.cost.currency(),
                 });
                 span.in_scope(|| {
                     tracing::info!(
@@ -656,6 +658,8 @@ impl Session {
             rule: None,
             latency: Duration::ZERO,
             redactions: 0,
+            cost: None,
+            currency: self.shared.cost.currency(),
         });
         tracing::info!(session = %self.handle, outcome = e.outcome(), code = e.code(), "tool call not routed");
     }

@@ -6,7 +6,14 @@
 //! [`UNKNOWN`], never under the name a client sent; rules come from policy files. Each label
 //! value is interned once, so counting a call allocates nothing, and after [`MAX_LABEL_VALUES`]
 //! distinct names (an upstream that renames its tools without end) new ones count as [`OTHER`].
+//! The currency label comes from `[cost] currency`.
+//!
+//! Cost attribution (see `crate::cost`) is counted per upstream and tool: payload bytes and
+//! estimated tokens in and out for every routed call, and the charge in micro-units of the
+//! currency for calls a `[[cost.price]]` matches (a matched call that was not forwarded adds 0,
+//! so the series shows the tool is priced).
 
+use crate::cost::CallCost;
 use opentelemetry::KeyValue;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -52,6 +59,21 @@ struct ToolLabels {
     tool: Label,
 }
 
+/// `direction` is `in` (the call's arguments) or `out` (its result or error).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PayloadLabels {
+    upstream: Label,
+    tool: Label,
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CostLabels {
+    upstream: Label,
+    tool: Label,
+    currency: Label,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RuleLabels {
     upstream: Label,
@@ -89,6 +111,10 @@ pub struct CallRecord<'a> {
     pub latency: Duration,
     /// What redaction removed from the call's output.
     pub redactions: usize,
+    /// The call's settled figures; `None` for a call no catalog could route (nothing measured).
+    pub cost: Option<&'a CallCost>,
+    /// `[cost] currency`, the label of the charge.
+    pub currency: &'a str,
 }
 
 /// The same measurements as OpenTelemetry instruments, for OTLP export.
@@ -98,6 +124,9 @@ struct Otel {
     denials: opentelemetry::metrics::Counter<u64>,
     timeouts: opentelemetry::metrics::Counter<u64>,
     redactions: opentelemetry::metrics::Counter<u64>,
+    payload: opentelemetry::metrics::Counter<u64>,
+    tokens: opentelemetry::metrics::Counter<u64>,
+    cost: opentelemetry::metrics::Counter<u64>,
     message_redactions: opentelemetry::metrics::Counter<u64>,
     flagged_definitions: opentelemetry::metrics::Counter<u64>,
     refused_server_requests: opentelemetry::metrics::Counter<u64>,
@@ -122,6 +151,21 @@ impl Otel {
             redactions: meter
                 .u64_counter("tollgate.redactions")
                 .with_description("items redacted from tool output")
+                .build(),
+            payload: meter
+                .u64_counter("tollgate.tool.payload")
+                .with_unit("By")
+                .with_description("bytes of tool call arguments (in) and results (out)")
+                .build(),
+            tokens: meter
+                .u64_counter("tollgate.tool.estimated_tokens")
+                .with_unit("{token}")
+                .with_description("estimated tokens of tool call arguments (in) and results (out)")
+                .build(),
+            cost: meter
+                .u64_counter("tollgate.tool.cost_micros")
+                .with_unit("{micro-unit}")
+                .with_description("cost of priced tool calls in micro-units of the currency")
                 .build(),
             message_redactions: meter
                 .u64_counter("tollgate.message.redactions")
@@ -159,6 +203,9 @@ pub struct Metrics {
     denials: Family<RuleLabels, Counter>,
     timeouts: Family<ToolLabels, Counter>,
     redactions: Family<ToolLabels, Counter>,
+    payload_bytes: Family<PayloadLabels, Counter>,
+    tokens: Family<PayloadLabels, Counter>,
+    cost: Family<CostLabels, Counter>,
     message_redactions: Counter,
     flagged_definitions: Family<ToolLabels, Counter>,
     refused_server_requests: Family<ServerRequestLabels, Counter>,
@@ -204,6 +251,25 @@ impl Metrics {
         registry.register("upstream_timeouts", "tool calls the upstream did not answer in time", timeouts.clone());
         let redactions = Family::<ToolLabels, Counter>::default();
         registry.register("redactions", "items redacted from tool output", redactions.clone());
+        let payload_bytes = Family::<PayloadLabels, Counter>::default();
+        registry.register_with_unit(
+            "tool_payload",
+            "bytes of tool call arguments (direction=in) and results after redaction (direction=out)",
+            Unit::Bytes,
+            payload_bytes.clone(),
+        );
+        let tokens = Family::<PayloadLabels, Counter>::default();
+        registry.register(
+            "tool_estimated_tokens",
+            "estimated tokens of tool call arguments (direction=in) and results (direction=out)",
+            tokens.clone(),
+        );
+        let cost = Family::<CostLabels, Counter>::default();
+        registry.register(
+            "tool_cost_micros",
+            "cost of priced tool calls in micro-units (1e-6) of the currency",
+            cost.clone(),
+        );
         let message_redactions = Counter::default();
         registry.register(
             "message_redactions",
@@ -241,6 +307,9 @@ impl Metrics {
             denials,
             timeouts,
             redactions,
+            payload_bytes,
+            tokens,
+            cost,
             message_redactions,
             flagged_definitions,
             refused_server_requests,
@@ -286,6 +355,9 @@ impl Metrics {
         if c.redactions > 0 {
             self.redactions.get_or_create(&tool_labels()).inc_by(c.redactions as u64);
         }
+        if let Some(cost) = c.cost {
+            self.record_cost(&upstream, &tool, cost, c.currency);
+        }
         if let Some(otel) = &self.otel {
             let attrs = [
                 KeyValue::new("upstream", upstream.clone()),
@@ -304,6 +376,32 @@ impl Metrics {
             }
             if c.redactions > 0 {
                 otel.redactions.add(c.redactions as u64, &attrs[..2]);
+            }
+        }
+    }
+
+    /// Bytes and tokens in both directions, and the charge when a price matched.
+    fn record_cost(&self, upstream: &Label, tool: &Label, cost: &CallCost, currency: &str) {
+        let directions = [("in", cost.bytes_in, cost.tokens_in), ("out", cost.bytes_out, cost.tokens_out)];
+        for (direction, bytes, tokens) in directions {
+            let labels = PayloadLabels { upstream: upstream.clone(), tool: tool.clone(), direction };
+            self.payload_bytes.get_or_create(&labels).inc_by(bytes);
+            self.tokens.get_or_create(&labels).inc_by(tokens);
+        }
+        let currency = cost.price.is_some().then(|| self.label(currency));
+        if let Some(currency) = &currency {
+            let labels = CostLabels { upstream: upstream.clone(), tool: tool.clone(), currency: currency.clone() };
+            self.cost.get_or_create(&labels).inc_by(cost.cost_micros);
+        }
+        if let Some(otel) = &self.otel {
+            let (upstream, tool) = (KeyValue::new("upstream", upstream.clone()), KeyValue::new("tool", tool.clone()));
+            for (direction, bytes, tokens) in directions {
+                let attrs = [upstream.clone(), tool.clone(), KeyValue::new("direction", direction)];
+                otel.payload.add(bytes, &attrs);
+                otel.tokens.add(tokens, &attrs);
+            }
+            if let Some(currency) = currency {
+                otel.cost.add(cost.cost_micros, &[upstream, tool, KeyValue::new("currency", currency)]);
             }
         }
     }
@@ -403,6 +501,8 @@ mod tests {
             rule: None,
             latency: Duration::from_millis(3),
             redactions: 0,
+            cost: None,
+            currency: "EUR",
         }
     }
 
@@ -430,6 +530,38 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }
+    }
+
+    #[test]
+    fn cost_is_counted_by_upstream_tool_and_direction() {
+        let m = Metrics::new();
+        let priced =
+            CallCost { bytes_in: 10, bytes_out: 100, tokens_in: 3, tokens_out: 25, cost_micros: 2_040, price: Some(0) };
+        m.record_call(&CallRecord { cost: Some(&priced), ..call("echo", "allow", "ok") });
+        m.record_call(&CallRecord { cost: Some(&priced), ..call("echo", "allow", "ok") });
+        let denied = CallCost { cost_micros: 0, bytes_out: 0, tokens_out: 0, ..priced.clone() };
+        m.record_call(&CallRecord { cost: Some(&denied), ..call("write", "deny", "denied") });
+        let unpriced = CallCost { price: None, cost_micros: 0, ..priced.clone() };
+        m.record_call(&CallRecord { cost: Some(&unpriced), ..call("free", "allow", "ok") });
+        m.record_call(&call("unrouted", "deny", "denied"));
+        let text = m.render();
+        for line in [
+            r#"tollgate_tool_payload_bytes_total{upstream="fx",tool="echo",direction="in"} 20"#,
+            r#"tollgate_tool_payload_bytes_total{upstream="fx",tool="echo",direction="out"} 200"#,
+            r#"tollgate_tool_estimated_tokens_total{upstream="fx",tool="echo",direction="in"} 6"#,
+            r#"tollgate_tool_estimated_tokens_total{upstream="fx",tool="echo",direction="out"} 50"#,
+            r#"tollgate_tool_cost_micros_total{upstream="fx",tool="echo",currency="EUR"} 4080"#,
+            r#"tollgate_tool_cost_micros_total{upstream="fx",tool="write",currency="EUR"} 0"#,
+            r#"tollgate_tool_payload_bytes_total{upstream="fx",tool="write",direction="in"} 10"#,
+            r#"tollgate_tool_payload_bytes_total{upstream="fx",tool="free",direction="out"} 100"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+        }
+        assert!(
+            !text.contains(r#"tool_cost_micros_total{upstream="fx",tool="free""#),
+            "unpriced: no cost series\n{text}"
+        );
+        assert!(!text.contains(r#"tool="unrouted",direction"#), "nothing measured for an unrouted call\n{text}");
     }
 
     #[test]

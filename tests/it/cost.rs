@@ -1,8 +1,10 @@
 //! Cost attribution and the "why did this happen?" tools, through the real binary: exact figures
-//! per call and per session (audit record, `sessions show`), `usage --since` over the audit log,
+//! per call and per session (audit record, `sessions show`), per upstream and tool as metrics
+//! (`/metrics` and OTLP), `usage --since` over the audit log,
 //! `audit explain` for allowed, denied and approval-gated calls, and `sessions replay --dry-run`
 //! after a policy is tightened.
 
+use crate::support::otlp::OtlpReceiver;
 use crate::support::*;
 use serde_json::{Value, json};
 
@@ -113,6 +115,83 @@ async fn cost_is_counted_per_call_and_session_and_summed_over_a_window() {
     );
     let (ok, _, err) = tollgate(&gw, &["usage", "--since", "soon", "--audit", &audit]).await;
     assert!(!ok && err.contains("--since"), "{err}");
+}
+
+/// [`PRICES`] for `echo` only, and a flat price for `write_note`: `add` stays unpriced.
+const PRICES_BY_TOOL: &str = "[cost]\ncurrency = \"EUR\"\n\
+    [[cost.price]]\nupstream = \"fx\"\ntool = \"echo\"\nper_call = 0.002\nper_1k_tokens_in = 0.5\nper_1k_tokens_out = 1.5\n\
+    [[cost.price]]\nupstream = \"fx\"\ntool = \"write_note\"\nper_call = 0.001\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cost_is_exported_as_metrics_per_upstream_and_tool_to_prometheus_and_otlp() {
+    let receiver = OtlpReceiver::start().await;
+    let telemetry = format!("[telemetry]\nendpoint = {:?}\nmetrics_interval_secs = 1\n", receiver.url);
+    let gw = operated_gateway(&format!("{PRICES_BY_TOOL}{telemetry}"), None).await;
+    let admin = gw.admin.clone().expect("admin API announced");
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+
+    // Two priced calls with known payloads, a priced write the default policy refuses, an
+    // unpriced call, and a tool no catalog knows.
+    let (mut echo_in, mut echo_out, mut echo_tin, mut echo_tout, mut echo_micros) = (0, 0, 0, 0, 0);
+    for message in ["hello", "a longer message to weigh more"] {
+        let args = json!({"message": message});
+        let reply = client.call_tool("fx__echo", args.clone()).await;
+        assert_eq!(first_text(&reply["result"]), format!("Echo: {message}"));
+        let (args, result) = (args.to_string(), reply["result"].to_string());
+        let (tin, tout, micros) = expected(&args, &result);
+        (echo_in, echo_out) = (echo_in + args.len() as u64, echo_out + result.len() as u64);
+        (echo_tin, echo_tout, echo_micros) = (echo_tin + tin, echo_tout + tout, echo_micros + micros);
+    }
+    let write_args = json!({"path": "/tmp/never", "content": "x"});
+    let reply = client.call_tool("fx__write_note", write_args.clone()).await;
+    assert_eq!(reply["error"]["code"], -31002, "{reply}");
+    let add_args = json!({"a": 2, "b": 3});
+    let reply = client.call_tool("fx__add", add_args.clone()).await;
+    assert_eq!(first_text(&reply["result"]), "5", "{reply}");
+    let add_out = reply["result"].to_string().len() as u64;
+    let reply = client.call_tool("fx__no_such_tool", json!({"x": "from a client"})).await;
+    assert_eq!(reply["error"]["code"], -32602, "{reply}");
+
+    let (status, text) = scrape(&admin, Some(ADMIN_TOKEN)).await;
+    assert_eq!(status, 200, "{text}");
+    let payload = |tool: &str, direction: &str| {
+        let bytes =
+            format!(r#"tollgate_tool_payload_bytes_total{{upstream="fx",tool="{tool}",direction="{direction}"}}"#);
+        let tokens =
+            format!(r#"tollgate_tool_estimated_tokens_total{{upstream="fx",tool="{tool}",direction="{direction}"}}"#);
+        (sample(&text, &bytes), sample(&text, &tokens))
+    };
+    let cost = |tool: &str| {
+        sample(&text, &format!(r#"tollgate_tool_cost_micros_total{{upstream="fx",tool="{tool}",currency="EUR"}}"#))
+    };
+    let n = |v: u64| Some(v as f64);
+    assert_eq!(payload("echo", "in"), (n(echo_in), n(echo_tin)), "{text}");
+    assert_eq!(payload("echo", "out"), (n(echo_out), n(echo_tout)), "{text}");
+    assert_eq!(cost("echo"), n(echo_micros), "{text}");
+    // Refused before its upstream: its arguments count, nothing came out, the price is matched but not charged.
+    let write_in = write_args.to_string().len() as u64;
+    assert_eq!(payload("write_note", "in"), (n(write_in), n(write_in.div_ceil(4))), "{text}");
+    assert_eq!(payload("write_note", "out"), (n(0), n(0)), "{text}");
+    assert_eq!(cost("write_note"), n(0), "{text}");
+    // Unpriced: measured, no cost series.
+    assert_eq!(payload("add", "out"), (n(add_out), n(add_out.div_ceil(4))), "{text}");
+    assert_eq!(cost("add"), None, "{text}");
+    // A tool no catalog knows is measured nowhere, and its name is no label.
+    assert!(!text.contains(r#"tool="unknown",direction"#), "{text}");
+    assert!(!text.contains("no_such_tool"), "{text}");
+
+    // The same totals reach the OTLP collector on the next push.
+    let fx =
+        |tool: &'static str, key: &'static str, value: &'static str| [("upstream", "fx"), ("tool", tool), (key, value)];
+    let i = |v: u64| Some(v as i64);
+    receiver.wait_until(|r| r.sum("tollgate.tool.cost_micros", &fx("echo", "currency", "EUR")) == i(echo_micros)).await;
+    assert_eq!(receiver.sum("tollgate.tool.payload", &fx("echo", "direction", "in")), i(echo_in));
+    assert_eq!(receiver.sum("tollgate.tool.payload", &fx("echo", "direction", "out")), i(echo_out));
+    assert_eq!(receiver.sum("tollgate.tool.estimated_tokens", &fx("echo", "direction", "in")), i(echo_tin));
+    assert_eq!(receiver.sum("tollgate.tool.estimated_tokens", &fx("echo", "direction", "out")), i(echo_tout));
+    assert_eq!(receiver.sum("tollgate.tool.cost_micros", &fx("write_note", "currency", "EUR")), i(0));
+    assert_eq!(receiver.sum("tollgate.tool.cost_micros", &fx("add", "currency", "EUR")), None);
 }
 
 const OPEN_POLICY: &str = "[[upstream]]\nname = \"fx\"\nallow = [\"*\"]\n[[upstream.tool]]\nname = \"echo\"\napproval_when = { message = [\"deploy*\"] }\n";

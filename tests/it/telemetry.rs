@@ -112,21 +112,6 @@ async fn one_trace_runs_from_the_client_through_the_gateway_to_each_upstream() {
     assert!(spans.iter().any(|s| s.attr("mcp.session.id").is_some_and(|h| h.len() == 16)));
 }
 
-/// Scrapes the admin listener's `/metrics` (with the token when given).
-async fn scrape(admin: &str, token: Option<&str>) -> (u16, String) {
-    let mut req = crate::support::http().get(format!("{admin}/metrics"));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let resp = req.send().await.expect("scrape");
-    (resp.status().as_u16(), resp.text().await.unwrap_or_default())
-}
-
-/// The value of the sample `line` (`name{labels}`), exactly as exposed.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
 fn gateway_with_admin(extra: &str, dir: &tempfile::TempDir) -> String {
     std::fs::write(dir.path().join("admin.token"), TOKEN).unwrap();
     format!(

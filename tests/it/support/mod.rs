@@ -8,12 +8,14 @@ pub mod process;
 pub mod raw_http;
 pub mod recording;
 pub mod redis;
+pub mod scrape;
 pub mod stdio_client;
 
 pub use deps::*;
 pub use http_client::HttpClient;
 pub use operated::{ADMIN_TOKEN, audit_records, eventually, operated_gateway, tollgate, tollgate_json};
 pub use process::{Listening, http_upstream, stdio_upstream};
+pub use scrape::{sample, scrape};
 pub use stdio_client::StdioClient;
 
 use std::time::Duration;

@@ -9,6 +9,7 @@ use axum::routing::post;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
 use prost::Message;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -37,6 +38,9 @@ struct Received {
     spans: Vec<ReceivedSpan>,
     /// Metric names from every metrics export.
     metrics: Vec<String>,
+    /// Integer sums (counters) as last exported: (name, attributes) → value. The SDK exports
+    /// cumulative sums, so the latest data point is the total.
+    sums: BTreeMap<(String, BTreeMap<String, String>), i64>,
 }
 
 pub struct OtlpReceiver {
@@ -97,7 +101,16 @@ async fn metrics(State(received): State<Arc<Mutex<Received>>>, body: Bytes) -> &
     let mut received = received.lock().unwrap();
     for resource in request.resource_metrics {
         for scope in resource.scope_metrics {
-            received.metrics.extend(scope.metrics.into_iter().map(|m| m.name));
+            for m in scope.metrics {
+                if let Some(metric::Data::Sum(sum)) = &m.data {
+                    for point in &sum.data_points {
+                        if let Some(number_data_point::Value::AsInt(v)) = point.value {
+                            received.sums.insert((m.name.clone(), attributes(&point.attributes)), v);
+                        }
+                    }
+                }
+                received.metrics.push(m.name);
+            }
         }
     }
     ""
@@ -122,6 +135,12 @@ impl OtlpReceiver {
 
     pub fn metric_names(&self) -> Vec<String> {
         self.received.lock().unwrap().metrics.clone()
+    }
+
+    /// The last exported value of the integer counter `name` with exactly these attributes.
+    pub fn sum(&self, name: &str, attributes: &[(&str, &str)]) -> Option<i64> {
+        let attributes = attributes.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.received.lock().unwrap().sums.get(&(name.to_string(), attributes)).copied()
     }
 
     /// Waits (within the test bound) until `done` holds for what arrived.
