@@ -177,8 +177,11 @@ async fn cost_is_exported_as_metrics_per_upstream_and_tool_to_prometheus_and_otl
     // Unpriced: measured, no cost series.
     assert_eq!(payload("add", "out"), (n(add_out), n(add_out.div_ceil(4))), "{text}");
     assert_eq!(cost("add"), None, "{text}");
-    // A tool no catalog knows is measured nowhere, and its name is no label.
-    assert!(!text.contains(r#"tool="unknown",direction"#), "{text}");
+    // A tool no catalog knows counts under the one bounded label, never under the client's name
+    // and never at a price.
+    let unknown_in = r#"tollgate_tool_payload_bytes_total{upstream="unknown",tool="unknown",direction="in"}"#;
+    assert_eq!(sample(&text, unknown_in), n(json!({"x": "from a client"}).to_string().len() as u64), "{text}");
+    assert!(!text.contains(r#"tool="unknown",currency"#), "{text}");
     assert!(!text.contains("no_such_tool"), "{text}");
 
     // The same totals reach the OTLP collector on the next push.
