@@ -26,7 +26,7 @@
 
 mod common;
 
-use common::bins::{Bins, find_bins};
+use common::bins::Bins;
 use common::client::Endpoint;
 use common::load::{Latency, Load, Outcome, Throughput, latency, throughput};
 use common::process::{Gateway, children, free_port, rss_kib};
@@ -406,32 +406,7 @@ async fn run(plan: &Plan, bins: &Bins) -> Result<(), Failures> {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let bins = match find_bins(full, "compare") {
-        Ok(b) => b,
-        Err(e) if !full => {
-            eprintln!("compare: smoke run skipped: {e}");
-            return;
-        }
-        Err(e) => {
-            eprintln!("compare: {e}");
-            std::process::exit(2);
-        }
-    };
     let plan = Plan::new(full);
-    // Two workers, as in the overhead bench: the load generator shares the machine.
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
     let limit = Duration::from_secs(if full { 1800 } else { 300 });
-    let result = runtime.block_on(async {
-        tokio::time::timeout(limit, run(&plan, &bins))
-            .await
-            .unwrap_or_else(|_| Err(Failures(vec![format!("did not finish within {} s", limit.as_secs())])))
-    });
-    drop(runtime);
-    if let Err(Failures(errors)) = result {
-        for e in errors {
-            eprintln!("compare: FAILED: {e}");
-        }
-        std::process::exit(1);
-    }
+    common::bins::run_bench("compare", full, limit, async |bins| run(&plan, &bins).await);
 }

@@ -31,7 +31,7 @@ use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use common::bins::{Bins, find_bins};
+use common::bins::Bins;
 use common::client::{Endpoint, contains, is_result_for, next_id};
 use common::cpu::{Meters, Usage};
 use common::load::{Latency, Load, Outcome, Throughput, latency, percentiles, throughput};
@@ -576,36 +576,7 @@ fn main() {
         return proxy(args.get(i + 1).cloned().expect("--proxy URL"));
     }
     let full = args.iter().any(|a| a == "--bench");
-    let bins = match find_bins(full, "overhead") {
-        Ok(b) => b,
-        // Cargo builds both binaries for this target unless their features are off; a smoke run
-        // without them has nothing to check.
-        Err(e) if !full => {
-            eprintln!("overhead: smoke run skipped: {e}");
-            return;
-        }
-        Err(e) => {
-            eprintln!("overhead: {e}");
-            std::process::exit(2);
-        }
-    };
     let plan = Plan::new(full);
-    // Two workers: the load generator and the in-process upstream share the machine with the
-    // gateway, as they would on a real 2-core host.
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
     let limit = Duration::from_secs(if full { 600 } else { 120 });
-    let result = runtime.block_on(async {
-        tokio::time::timeout(limit, run(&plan, &bins))
-            .await
-            .unwrap_or_else(|_| Err(Failures(vec![format!("did not finish within {} s", limit.as_secs())])))
-    });
-    // Dropping the runtime kills any child still running (kill_on_drop).
-    drop(runtime);
-    if let Err(Failures(errors)) = result {
-        for e in errors {
-            eprintln!("overhead: FAILED: {e}");
-        }
-        std::process::exit(1);
-    }
+    common::bins::run_bench("overhead", full, limit, async |bins| run(&plan, &bins).await);
 }

@@ -38,3 +38,40 @@ pub fn find_bins(full: bool, bench: &str) -> Result<Bins, String> {
         dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(" or ")
     ))
 }
+
+/// The entry point both benches share: finds the binaries (a smoke run without them is skipped,
+/// a full run fails with exit 2), then runs `body` on two Tokio workers — the load generator
+/// shares the machine with the gateway, as on a real 2-core host — within `limit`, and exits 1
+/// listing every failure. Dropping the runtime kills any child still running (kill_on_drop).
+pub fn run_bench<F>(bench: &str, full: bool, limit: std::time::Duration, body: impl FnOnce(Bins) -> F)
+where
+    F: std::future::Future<Output = Result<(), super::report::Failures>>,
+{
+    let bins = match find_bins(full, bench) {
+        Ok(b) => b,
+        // Cargo builds both binaries for the bench unless their features are off; a smoke run
+        // without them has nothing to check.
+        Err(e) if !full => {
+            eprintln!("{bench}: smoke run skipped: {e}");
+            return;
+        }
+        Err(e) => {
+            eprintln!("{bench}: {e}");
+            std::process::exit(2);
+        }
+    };
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
+    let result = runtime.block_on(async {
+        tokio::time::timeout(limit, body(bins)).await.unwrap_or_else(|_| {
+            Err(super::report::Failures(vec![format!("did not finish within {} s", limit.as_secs())]))
+        })
+    });
+    drop(runtime);
+    if let Err(super::report::Failures(errors)) = result {
+        for e in errors {
+            eprintln!("{bench}: FAILED: {e}");
+        }
+        std::process::exit(1);
+    }
+}
