@@ -91,6 +91,12 @@ fn spawn_writer(mut rx: mpsc::Receiver<String>) -> std::thread::JoinHandle<()> {
 }
 
 /// Serves one client until stdin closes or `shutdown` fires, then drains and closes the session.
+/// A line that is not a message goes on the record like a malformed HTTP body (`audit::security`).
+fn malformed(session: &Session, error: &Error) {
+    let event = crate::audit::security::Event::MalformedFrame;
+    crate::audit::security::record(session.shared().audit.as_ref(), event, session.principal(), error.code());
+}
+
 pub async fn serve(session: Arc<Session>, max_message: usize, shutdown: CancellationToken, grace: Duration) {
     // Roomy: upstream messages are queued without waiting (see session::outbound).
     let (tx, rx) = mpsc::channel::<String>(8192);
@@ -115,6 +121,7 @@ pub async fn serve(session: Arc<Session>, max_message: usize, shutdown: Cancella
                 let e = Error::InvalidRequest(format!(
                     "message larger than {max_message} bytes; split the data or raise server.max_body_bytes"
                 ));
+                malformed(&session, &e);
                 let _ = tx.send(e.to_jsonrpc(None)).await;
                 continue;
             }
@@ -122,7 +129,9 @@ pub async fn serve(session: Arc<Session>, max_message: usize, shutdown: Cancella
         let frame = match Frame::decode(bytes) {
             Ok(frame) => frame,
             Err(e) => {
-                let _ = tx.send(Error::from(e.clone()).to_jsonrpc(e.id())).await;
+                let error = Error::from(e.clone());
+                malformed(&session, &error);
+                let _ = tx.send(error.to_jsonrpc(e.id())).await;
                 continue;
             }
         };

@@ -136,6 +136,18 @@ async fn a_stdio_client_gets_one_error_per_bad_line_and_keeps_its_connection() {
     let forwarded: Vec<_> =
         upstream.received().into_iter().skip(before).filter(|r| r.method() != Some("tools/list")).collect();
     assert_eq!(forwarded.len(), 1, "only the good call may reach the upstream: {forwarded:?}");
+    // T1 over stdio: the bad lines are on the record as security events (1st, 2nd, 4th, … with
+    // the running count), attributed to the configured principal.
+    let cases = malformed_messages().len() as u64;
+    eventually("the bad lines are audited", async || {
+        audit_records(dir.path()).iter().any(|r| {
+            r["phase"] == "security"
+                && r["rule"] == "security:malformed_frame"
+                && r["principal"].as_str().is_some_and(|p| p.starts_with("os:"))
+                && r["events"].as_u64().is_some_and(|n| n.is_power_of_two() && n * 2 > cases)
+        })
+    })
+    .await;
 }
 
 /// T8 over stdio: a 100 MB line (25 times the message limit) is discarded as it streams in —

@@ -57,6 +57,7 @@ async fn post_bytes(client: &HttpClient, body: Vec<u8>) -> (u16, Value) {
 /// A `tollgate stdio` client in front of the recording upstream (config in `dir`).
 fn stdio_before(upstream: &RecordingUpstream, dir: &tempfile::TempDir) -> StdioClient {
     let config = dir.path().join("tollgate.toml");
-    std::fs::write(&config, http_upstream("up", &upstream.url, "")).unwrap();
+    let audit = "[audit]\nfile = \"audit/audit.jsonl\"\n";
+    std::fs::write(&config, format!("{}{audit}", http_upstream("up", &upstream.url, ""))).unwrap();
     StdioClient::spawn(&["--config", config.to_str().unwrap()])
 }
