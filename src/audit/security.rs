@@ -57,12 +57,5 @@ pub fn record(log: Option<&Arc<AuditLog>>, event: Event, principal: &str, error_
         events: Some(count),
         ..Default::default()
     };
-    let log = log.clone();
-    if let Ok(rt) = tokio::runtime::Handle::try_current() {
-        rt.spawn(async move {
-            if let Err(e) = log.append(record, false).await {
-                tracing::error!(error = %e, "could not record a security event");
-            }
-        });
-    }
+    log.append_detached(record, "a security event");
 }

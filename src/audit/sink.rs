@@ -208,6 +208,19 @@ impl AuditLog {
             .map_err(|e| format!("audit writer failed: {e}"))?
     }
 
+    /// Appends without waiting, for callers that cannot (a destructor) or need not (a refusal
+    /// already answered): the append runs as its own task, and a failure is logged as "could not
+    /// record {what}".
+    pub fn append_detached(self: &Arc<Self>, record: AuditRecord, what: &'static str) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+        let log = self.clone();
+        rt.spawn(async move {
+            if let Err(e) = log.append(record, false).await {
+                tracing::error!(error = %e, "could not record {what}");
+            }
+        });
+    }
+
     fn append_now(&self, mut record: AuditRecord, durable: bool) -> Result<AuditRecord, String> {
         let mut state = self.state.lock().map_err(|_| "audit log lock poisoned".to_string())?;
         if let Some(reason) = &state.broken {

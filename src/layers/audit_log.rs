@@ -176,14 +176,7 @@ impl Drop for Completion {
                 )
             });
             fill_cost(&mut record, &cost, self.costs.currency());
-            let log = self.log.clone();
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move {
-                    if let Err(e) = log.append(record, false).await {
-                        tracing::error!(error = %e, "could not record a cancelled call");
-                    }
-                });
-            }
+            self.log.append_detached(record, "a cancelled call");
         }
     }
 }

@@ -1228,13 +1228,7 @@ impl Session {
             policy_version: Some(self.shared.policy.load().version.clone()),
             ..Default::default()
         };
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                if let Err(e) = log.append(record, false).await {
-                    tracing::error!(error = %e, "could not record a refused upstream request");
-                }
-            });
-        }
+        log.append_detached(record, "a refused upstream request");
     }
 
     fn relay_upstream_notification(&self, slot: usize, frame: Frame, related: Option<RelatedSink>) {

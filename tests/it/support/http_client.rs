@@ -50,7 +50,9 @@ impl HttpClient {
         id
     }
 
-    fn request_builder(&self, body: String, headers: &[(&str, &str)]) -> reqwest::RequestBuilder {
+    /// A POST of `body` (any bytes, UTF-8 or not) with this client's session, protocol and
+    /// credentials, plus `headers`.
+    pub fn request_builder(&self, body: impl Into<reqwest::Body>, headers: &[(&str, &str)]) -> reqwest::RequestBuilder {
         let mut b = self
             .http
             .post(&self.url)

@@ -39,16 +39,10 @@ async fn echo_gateway() -> (RecordingUpstream, Listening) {
 /// POSTs bytes as they are (not necessarily UTF-8) on the client's session; status and the
 /// parsed JSON body.
 async fn post_bytes(client: &HttpClient, body: Vec<u8>) -> (u16, Value) {
-    let mut request = client
-        .http
-        .post(&client.url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(body);
-    if let Some(session) = &client.session {
-        request = request.header("mcp-session-id", session).header("mcp-protocol-version", "2025-11-25");
-    }
-    let resp = tokio::time::timeout(WAIT, request.send()).await.expect("reply in time").expect("send");
+    let resp = tokio::time::timeout(WAIT, client.request_builder(body, &[]).send())
+        .await
+        .expect("reply in time")
+        .expect("send");
     let status = resp.status().as_u16();
     let text = resp.text().await.expect("body");
     (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("non-JSON reply {text:?}: {e}")))
