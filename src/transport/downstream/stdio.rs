@@ -143,8 +143,8 @@ pub async fn serve(session: Arc<Session>, max_message: usize, shutdown: Cancella
                 .await;
             continue;
         }
-        // A request holds its slot until its reply is queued for stdout, not just until it is
-        // answered: a client that writes requests and never reads its replies runs out of slots
+        // A request holds its slot until there is room to queue its reply for stdout, not just
+        // until it is answered: a client that writes requests and never reads its replies runs out of slots
         // (and, once the refusals fill the stdout queue, this loop stops reading stdin) instead
         // of piling up finished replies in memory.
         let Ok(slot) = slots.clone().try_acquire_owned() else {
@@ -174,10 +174,15 @@ pub async fn serve(session: Arc<Session>, max_message: usize, shutdown: Cancella
         // Each request runs on its own so a slow tool never blocks the client's other traffic
         // (including its answers to the upstream's sampling or elicitation requests).
         tasks.spawn(async move {
-            if let Some(reply) = session.run_registered(frame, ctx, ticket).await {
-                let _ = tx.send(reply).await;
+            if let Some(reply) = session.run_registered(frame, ctx, ticket).await
+                && let Ok(queued) = tx.reserve().await
+            {
+                // The slot is held until the queue has room for the reply, and given back before
+                // the reply can reach the client: a client that sends its next request as soon
+                // as it reads this reply finds the slot free.
+                drop(slot);
+                queued.send(reply);
             }
-            drop(slot);
         });
     }
     tasks.close();
