@@ -88,6 +88,10 @@ impl Trail {
     pub fn entries(&self) -> Vec<TrailEntry> {
         self.entries.lock().expect("trail lock").clone()
     }
+    /// Visits the entries in order without copying them.
+    pub fn each(&self, mut f: impl FnMut(&TrailEntry)) {
+        self.entries.lock().expect("trail lock").iter().for_each(&mut f);
+    }
     /// The entries in their audit form.
     pub fn steps(&self) -> Vec<TrailStep> {
         self.entries.lock().expect("trail lock").iter().map(TrailStep::from).collect()

@@ -571,7 +571,7 @@ impl Session {
                 let decision = deciding.as_ref().map_or("allow", |d| d.decision);
                 let outcome = if decision == "deny" { "denied" } else { crate::audit::outcome_of(&result) };
                 let rule = deciding.map(|d| d.rule);
-                telemetry::record_tool_call(&span, decision, rule.as_deref(), outcome);
+                telemetry::record_tool_call(&span, &trail, decision, rule.as_deref(), outcome);
                 self.shared.metrics.record_call(&CallRecord {
                     upstream: upstream_label,
                     tool: &original,
@@ -585,6 +585,7 @@ impl Session {
                 });
                 span.in_scope(|| {
                     tracing::info!(
+                        target: crate::telemetry::CALL_TARGET,
                         session = %self.handle,
                         upstream = %upstream_label,
                         tool = %public_label,

@@ -7,11 +7,16 @@
 use crate::config::{OtlpProtocol, TelemetryConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider};
 use std::time::Duration;
 
 /// An export that has not finished in this long is abandoned (the next batch still goes).
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Spans waiting for export: three per tool call, so the SDK's default (2,048) overflows (and
+/// drops spans) after a burst of ~700 calls, which a pipelined stdio client reaches at once.
+const SPAN_QUEUE: usize = 8192;
+/// Spans per export request: fewer, larger requests cost the exporter thread less per span.
+const SPAN_BATCH: usize = 1024;
 
 fn resource(config: &TelemetryConfig) -> Resource {
     Resource::builder().with_service_name(config.service_name.clone()).build()
@@ -49,8 +54,10 @@ pub fn tracer_provider(config: &TelemetryConfig) -> Result<SdkTracerProvider, St
     }
     .map_err(|e| format!("telemetry: cannot build the span exporter: {e}"))?;
     let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(config.sampling_ratio)));
+    let batch = BatchConfigBuilder::default().with_max_queue_size(SPAN_QUEUE).with_max_export_batch_size(SPAN_BATCH);
+    let processor = BatchSpanProcessor::builder(exporter).with_batch_config(batch.build()).build();
     Ok(SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
+        .with_span_processor(processor)
         .with_sampler(sampler)
         .with_resource(resource(config))
         .build())

@@ -33,9 +33,12 @@ use tracing_subscriber::util::SubscriberInitExt;
 /// The target of every span in [`trace`]: the OpenTelemetry layer takes these, the log layer
 /// never does (formatting span fields for logs would cost every request an allocation).
 pub const SPAN_TARGET: &str = "tollgate::otel";
-/// The target of per-layer policy decision events (DEBUG): span events in traces, log lines
-/// only at `TOLLGATE_LOG=debug`.
+/// The target of per-layer policy decision events (DEBUG): log lines only at
+/// `TOLLGATE_LOG=debug`. Traces carry the decisions as `mcp.tool_call` attributes instead.
 pub const DECISION_TARGET: &str = "tollgate::decision";
+/// The target of the one log line per tool call: its fields are the `mcp.tool_call` span's
+/// attributes already, so traces leave it out.
+pub const CALL_TARGET: &str = "tollgate::call";
 
 /// How log lines look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,14 +88,15 @@ where
     }
 }
 
-/// What the OpenTelemetry layer sees: our spans, and the gateway's own events inside them
-/// (warnings and the per-layer decisions become span events). Dependencies' events stay out,
-/// so an exporter's HTTP client can never feed spans back into its own exports.
+/// What the OpenTelemetry layer sees: our spans, and the gateway's own events inside them at
+/// INFO and above (warnings, lifecycle lines become span events), except what the spans'
+/// attributes already say (the per-call line, the per-layer decisions). Dependencies' events
+/// stay out, so an exporter's HTTP client can never feed spans back into its own exports.
 fn traced(m: &Metadata<'_>) -> bool {
     if m.is_span() {
         return m.target() == SPAN_TARGET;
     }
-    m.target() == DECISION_TARGET || (m.target().starts_with("tollgate") && *m.level() <= Level::INFO)
+    m.target().starts_with("tollgate") && *m.level() <= Level::INFO && m.target() != CALL_TARGET
 }
 
 /// The OpenTelemetry layer over `tracer`, without the per-poll extras the SDK offers (busy/idle

@@ -108,21 +108,12 @@ async fn a_tool_call_continues_the_client_trace_down_to_the_upstream_hop() {
     assert_eq!(attr(call, "tollgate.outcome").as_deref(), Some("ok"));
     assert_eq!(attr(hop, "tollgate.transport").as_deref(), Some("builtin"));
 
-    // One event per policy layer that decided, in order, each naming its rule.
-    let layers: Vec<String> = call
-        .events
-        .events
-        .iter()
-        .filter(|e| e.name == "policy decision")
-        .map(|e| {
-            let get = |k: &str| e.attributes.iter().find(|kv| kv.key.as_str() == k).map(|kv| kv.value.to_string());
-            assert!(get("rule").is_some(), "{e:?}");
-            format!("{}={}", get("layer").unwrap_or_default(), get("decision").unwrap_or_default())
-        })
-        .collect();
-    assert_eq!(layers.first().map(String::as_str), Some("allowlist=allow"), "{layers:?}");
-    assert!(layers.contains(&"read_only=allow".to_string()), "{layers:?}");
-    assert!(layers.contains(&"arguments=allow".to_string()), "{layers:?}");
+    // Every policy layer that decided is an attribute: its decision and its rule.
+    assert_eq!(attr(call, "tollgate.policy.allowlist").as_deref(), Some("allow default:annotations"));
+    assert!(attr(call, "tollgate.policy.read_only").is_some_and(|v| v.starts_with("allow ")), "{call:?}");
+    assert!(attr(call, "tollgate.policy.arguments").is_some_and(|v| v.starts_with("allow ")), "{call:?}");
+    assert_eq!(attr(call, "tollgate.policy.approval"), None, "no approval rule applies");
+    assert!(call.events.events.is_empty(), "decisions and the call's log line are not events: {:?}", call.events);
     assert_nothing_leaks(&spans);
 }
 
@@ -134,6 +125,8 @@ async fn a_denied_call_names_its_rule_and_never_reaches_upstream() {
     let call = named(&spans, "mcp.tool_call", None);
     assert_eq!(attr(call, "tollgate.decision").as_deref(), Some("deny"));
     assert_eq!(attr(call, "tollgate.rule").as_deref(), Some("default:read-only"));
+    assert_eq!(attr(call, "tollgate.policy.read_only").as_deref(), Some("deny default:read-only"));
+    assert_eq!(attr(call, "tollgate.policy.arguments"), None, "layers after the denial never ran");
     assert_eq!(attr(call, "tollgate.outcome").as_deref(), Some("denied"));
     assert!(matches!(call.status, Status::Error { .. }), "{:?}", call.status);
     assert_eq!(attr(request, "error.type").as_deref(), Some("-31002"));

@@ -12,6 +12,7 @@
 use super::SPAN_TARGET;
 use crate::jsonrpc::raw_object::raw;
 use crate::jsonrpc::{Frame, RawObject};
+use crate::policy::trail::Trail;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -140,8 +141,11 @@ pub fn request_span(frame: &Frame, session: &str, principal: &str, headers: Opti
     span
 }
 
-/// `mcp.tool_call`: one `tools/call` through the policy stack; the layers' decisions are events
-/// on it (see `policy::trail`), the upstream hop its child.
+/// `mcp.tool_call`: one `tools/call` through the policy stack; each layer's decision is an
+/// attribute on it (`tollgate.policy.<layer>` = "<decision> <rule>", see [`record_tool_call`]),
+/// the upstream hop its child. Attributes rather than one span event per layer: an event costs
+/// an allocation per field, a timestamp and its own encoding, several times per call, and a
+/// layer's decision takes microseconds, so its own timestamp says nothing.
 pub struct ToolCallSpan<'a> {
     pub session: &'a str,
     pub principal: &'a str,
@@ -168,6 +172,13 @@ pub fn tool_call_span(c: &ToolCallSpan<'_>) -> Span {
         tollgate.rule = Empty,
         tollgate.outcome = Empty,
         error.type = Empty,
+        tollgate.policy.allowlist = Empty,
+        tollgate.policy.quarantine = Empty,
+        tollgate.policy.pin = Empty,
+        tollgate.policy.read_only = Empty,
+        tollgate.policy.taint = Empty,
+        tollgate.policy.approval = Empty,
+        tollgate.policy.arguments = Empty,
     );
     if !span.is_disabled()
         && let Some(id) = c.jsonrpc_id
@@ -177,11 +188,31 @@ pub fn tool_call_span(c: &ToolCallSpan<'_>) -> Span {
     span
 }
 
-/// Records how a tool call was decided and how it ended.
-pub fn record_tool_call(span: &Span, decision: &str, rule: Option<&str>, outcome: &str) {
+/// The span field that holds `layer`'s decision (the layer names `ToolCall::enforce` is given).
+fn policy_field(layer: &str) -> Option<&'static str> {
+    Some(match layer {
+        "allowlist" => "tollgate.policy.allowlist",
+        "quarantine" => "tollgate.policy.quarantine",
+        "pin" => "tollgate.policy.pin",
+        "read_only" => "tollgate.policy.read_only",
+        "taint" => "tollgate.policy.taint",
+        "approval" => "tollgate.policy.approval",
+        "arguments" => "tollgate.policy.arguments",
+        _ => return None,
+    })
+}
+
+/// Records how a tool call was decided (every layer's decision, the deciding one) and how it
+/// ended.
+pub fn record_tool_call(span: &Span, trail: &Trail, decision: &str, rule: Option<&str>, outcome: &str) {
     if span.is_disabled() {
         return;
     }
+    trail.each(|entry| {
+        if let Some(field) = policy_field(entry.layer) {
+            span.record(field, format!("{} {}", entry.decision, entry.rule));
+        }
+    });
     span.record("tollgate.decision", decision);
     if let Some(rule) = rule {
         span.record("tollgate.rule", rule);
