@@ -206,10 +206,12 @@ impl Session {
         }
         let store = &self.shared.store;
         let (ttl, cap) = (self.shared.session_ttl, self.shared.sessions.history_len);
+        // One write per flush, not one per call: each history write reads and rewrites the
+        // whole capped list, so a write per call cost O(calls x cap) in a busy session.
         let result = async {
             store.add_usage(&self.id, &usage).await?;
-            for call in &calls {
-                store.push_history(&self.id, call, cap, ttl).await?;
+            if !calls.is_empty() {
+                store.push_history(&self.id, &calls, cap, ttl).await?;
             }
             Ok::<(), super::store::StoreError>(())
         }

@@ -546,9 +546,10 @@ impl SessionStore for EmbeddedStore {
         Ok(out)
     }
 
-    async fn push_history(&self, id: &str, call: &CallSummary, cap: usize, ttl: Duration) -> StoreResult<()> {
+    async fn push_history(&self, id: &str, calls: &[CallSummary], cap: usize, ttl: Duration) -> StoreResult<()> {
         let id = id.to_string();
-        let call = call.clone();
+        // Newest first, and only as many as can survive the cap.
+        let newest: Vec<CallSummary> = calls.iter().rev().take(cap).cloned().collect();
         let ttl = ttl_ms(ttl);
         self.blocking(Commit::Relaxed, move |txn| {
             let now = now_ms();
@@ -557,7 +558,7 @@ impl SessionStore for EmbeddedStore {
                 history.remove(id.as_str()).map_err(db_err)?;
                 return Ok(());
             }
-            let mut calls = match history.get(id.as_str()).map_err(db_err)? {
+            let older = match history.get(id.as_str()).map_err(db_err)? {
                 Some(raw) => {
                     // An unreadable history is replaced rather than blocking every later call.
                     match serde_json::from_slice::<Expiring<Vec<CallSummary>>>(raw.value()) {
@@ -567,8 +568,8 @@ impl SessionStore for EmbeddedStore {
                 }
                 None => Vec::new(),
             };
-            calls.insert(0, call);
-            calls.truncate(cap);
+            let mut calls = newest;
+            calls.extend(older.into_iter().take(cap.saturating_sub(calls.len())));
             let value = encode(&Expiring { expires_ms: now.saturating_add(ttl), value: calls })?;
             history.insert(id.as_str(), value.as_slice()).map_err(db_err)?;
             Ok(())

@@ -673,9 +673,14 @@ impl SessionStore for RedisStore {
         .await
     }
 
-    async fn push_history(&self, id: &str, call: &CallSummary, cap: usize, ttl: Duration) -> StoreResult<()> {
+    async fn push_history(&self, id: &str, calls: &[CallSummary], cap: usize, ttl: Duration) -> StoreResult<()> {
+        if cap > 0 && calls.is_empty() {
+            return Ok(());
+        }
         let key = session_key(id, "history");
-        let json = encode(call)?;
+        // Only the newest `cap` can survive the trim. LPUSH puts each value at the head in turn,
+        // so oldest first in ends newest first in the list.
+        let json = calls[calls.len().saturating_sub(cap)..].iter().map(encode).collect::<StoreResult<Vec<_>>>()?;
         deadline(OP_DEADLINE, "push_history", async {
             let mut p = pipe();
             if cap == 0 {

@@ -266,8 +266,9 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Every live session (for operators; not on a hot path).
     async fn list_sessions(&self) -> StoreResult<Vec<SessionRecord>>;
 
-    /// Prepends to the session's recent calls, keeping at most `cap`.
-    async fn push_history(&self, id: &str, call: &CallSummary, cap: usize, ttl: Duration) -> StoreResult<()>;
+    /// Prepends `calls` (oldest first) to the session's recent calls, keeping at most `cap`: one
+    /// store round trip for a whole flush, whatever its size.
+    async fn push_history(&self, id: &str, calls: &[CallSummary], cap: usize, ttl: Duration) -> StoreResult<()>;
     /// The newest `limit` calls, newest first.
     async fn history(&self, id: &str, limit: usize) -> StoreResult<Vec<CallSummary>>;
 
@@ -313,17 +314,7 @@ pub trait SessionStore: Send + Sync + 'static {
 pub fn new_id() -> String {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).expect("the OS random source is available");
-    hex(&bytes)
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[(b >> 4) as usize] as char);
-        out.push(DIGITS[(b & 15) as usize] as char);
-    }
-    out
+    crate::hex::encode(&bytes)
 }
 
 #[cfg(test)]

@@ -157,7 +157,7 @@ pub async fn touch_extends_ttl_and_expiry_removes(s: Store) {
     let (kept, control) = (new_id(), new_id());
     for id in [&kept, &control] {
         s.put_session(&record(id), short).await.unwrap();
-        s.push_history(id, &call(1), 10, short).await.unwrap();
+        s.push_history(id, &[call(1)], 10, short).await.unwrap();
         s.add_usage(id, &Usage { calls: 1, ..Usage::default() }).await.unwrap();
     }
     let before = s.get_session(&kept).await.unwrap().expect("just put");
@@ -251,7 +251,7 @@ pub async fn cost_sums_exactly(s: Store) {
     assert_eq!(s.list_sessions().await.unwrap().iter().find(|x| x.id == id).unwrap().usage.cost_micros, (1 << 54) + 3);
 
     // Each recent call carries its own figures.
-    s.push_history(&id, &call(5), 10, HOUR).await.unwrap();
+    s.push_history(&id, &[call(5)], 10, HOUR).await.unwrap();
     let h = s.history(&id, 1).await.unwrap();
     assert_eq!(
         (h[0].bytes_in, h[0].bytes_out, h[0].tokens_in, h[0].tokens_out, h[0].cost_micros),
@@ -264,7 +264,7 @@ pub async fn history_capped_newest_first(s: Store) {
     s.put_session(&record(&id), HOUR).await.unwrap();
     assert!(s.history(&id, 10).await.unwrap().is_empty());
     for n in 0..7 {
-        s.push_history(&id, &call(n), 5, HOUR).await.unwrap();
+        s.push_history(&id, &[call(n)], 5, HOUR).await.unwrap();
     }
     let all = s.history(&id, 10).await.unwrap();
     let tools: Vec<_> = all.iter().map(|c| c.tool.as_str()).collect();
@@ -275,6 +275,17 @@ pub async fn history_capped_newest_first(s: Store) {
     assert!(s.history(&id, 0).await.unwrap().is_empty());
     assert_eq!(s.history(&id, usize::MAX).await.unwrap(), all, "a huge limit is no limit");
     assert!(s.history(&new_id(), 10).await.unwrap().is_empty());
+
+    // A flush pushes its calls (oldest first) in one write; more than the cap keeps the newest.
+    s.push_history(&id, &[call(7), call(8), call(9)], 5, HOUR).await.unwrap();
+    let tools: Vec<_> = s.history(&id, 10).await.unwrap().into_iter().map(|c| c.tool).collect();
+    assert_eq!(tools, ["call-9", "call-8", "call-7", "call-6", "call-5"]);
+    let burst: Vec<_> = (10..17).map(call).collect();
+    s.push_history(&id, &burst, 5, HOUR).await.unwrap();
+    let tools: Vec<_> = s.history(&id, 10).await.unwrap().into_iter().map(|c| c.tool).collect();
+    assert_eq!(tools, ["call-16", "call-15", "call-14", "call-13", "call-12"]);
+    s.push_history(&id, &[], 5, HOUR).await.unwrap();
+    assert_eq!(s.history(&id, 10).await.unwrap().len(), 5, "an empty push changes nothing");
 
     // Deleting the session takes its history along.
     s.delete_session(&id).await.unwrap();
@@ -294,7 +305,7 @@ impl WithAt for CallSummary {
 pub async fn delete_session_removes_everything(s: Store) {
     let id = new_id();
     s.put_session(&record(&id), HOUR).await.unwrap();
-    s.push_history(&id, &call(1), 5, HOUR).await.unwrap();
+    s.push_history(&id, &[call(1)], 5, HOUR).await.unwrap();
     s.add_usage(&id, &Usage { calls: 7, ..Usage::default() }).await.unwrap();
     s.delete_session(&id).await.unwrap();
     assert_eq!(s.get_session(&id).await.unwrap(), None);
@@ -600,7 +611,7 @@ async fn embedded_file_survives_reopen() {
         s.set_session_state(&id, SessionState::Paused).await.unwrap();
         // Relaxed (not fsynced) writes: made durable when the store is dropped.
         s.add_usage(&id, &Usage { calls: 40, ..Usage::default() }).await.unwrap();
-        s.push_history(&id, &call(3), 10, HOUR).await.unwrap();
+        s.push_history(&id, &[call(3)], 10, HOUR).await.unwrap();
         s.put_approval(&pending).await.unwrap();
         s.set_pin("fs", "read", "sha256:1").await.unwrap();
         s.memory_put("alice", "k", "v").await.unwrap();
@@ -623,7 +634,7 @@ async fn embedded_sweep_removes_expired_entries() {
     let brief = Duration::from_millis(100);
     let id = new_id();
     s.put_session(&record(&id), brief).await.unwrap();
-    s.push_history(&id, &call(1), 5, brief).await.unwrap();
+    s.push_history(&id, &[call(1)], 5, brief).await.unwrap();
     s.use_nonce("n", brief).await.unwrap();
     s.put_approval(&approval(&new_id(), 1_000, 2_000)).await.unwrap();
     s.put_session(&record(&new_id()), HOUR).await.unwrap();
@@ -713,7 +724,7 @@ async fn redis_keys_follow_the_documented_layout() {
     let s = RedisStore::connect(&server.url()).await.expect("connect");
     let id = "0123abcd";
     s.put_session(&record(id), HOUR).await.unwrap();
-    s.push_history(id, &call(1), 5, HOUR).await.unwrap();
+    s.push_history(id, &[call(1)], 5, HOUR).await.unwrap();
     s.put_approval(&approval("ap1", now_ms(), now_ms() + 60_000)).await.unwrap();
     s.use_nonce("n1", HOUR).await.unwrap();
     s.set_pin("fs", "read", "d").await.unwrap();

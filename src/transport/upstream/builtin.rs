@@ -560,7 +560,7 @@ mod tests {
         async fn list_sessions(&self) -> StoreResult<Vec<SessionRecord>> {
             down()
         }
-        async fn push_history(&self, _: &str, _: &CallSummary, _: usize, _: Duration) -> StoreResult<()> {
+        async fn push_history(&self, _: &str, _: &[CallSummary], _: usize, _: Duration) -> StoreResult<()> {
             down()
         }
         async fn history(&self, _: &str, _: usize) -> StoreResult<Vec<CallSummary>> {
