@@ -95,10 +95,13 @@ async fn tollgate(bins: &Bins, upstream_toml: &str, policy: Option<&str>) -> (Ga
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = upstream_toml.to_string();
     if let Some(policy) = policy {
-        std::fs::write(dir.path().join("bench.toml"), policy).expect("write policy");
+        // The audit log beside the policy directory (as in config.example.toml), not inside it.
+        let policies = dir.path().join("policies");
+        std::fs::create_dir(&policies).expect("policy dir");
+        std::fs::write(policies.join("bench.toml"), policy).expect("write policy");
         config.push_str(&format!(
             "[policy]\ndir = {:?}\n[audit]\nfile = {:?}\n",
-            dir.path(),
+            policies,
             dir.path().join("audit.jsonl")
         ));
     }

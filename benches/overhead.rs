@@ -359,12 +359,14 @@ async fn run(plan: &Plan, bins: &Bins) -> Result<(), Failures> {
         "[[upstream]]\nname = \"b\"\nread_only = true\nallow = [\"echo\"]\n\n[[upstream.tool]]\nname = \"echo\"\ntimeout_ms = 5000\n",
     )
     .expect("write policy");
+    // The audit log beside the policy directory, as in config.example.toml, not inside it.
+    let audit_dir = tempfile::tempdir().expect("tempdir");
     let full_stack = Gateway::start(
         &bins.tollgate,
         &format!(
             "{upstream_toml}[policy]\ndir = {:?}\n[audit]\nfile = {:?}\n",
             policies.path(),
-            policies.path().join("audit.jsonl")
+            audit_dir.path().join("audit.jsonl")
         ),
     )
     .await;
