@@ -153,10 +153,19 @@ pub fn chain_hash(prev: &str, body: &str) -> String {
 /// its newline.
 pub fn seal(record: &mut AuditRecord) -> Result<String, String> {
     record.hash.clear();
-    let body = serde_json::to_string(record).map_err(|e| format!("cannot serialize audit record: {e}"))?;
-    let open = body.strip_suffix('}').ok_or("audit record did not serialize as an object")?;
-    record.hash = chain_hash(&record.prev, &body);
-    Ok(format!("{open},\"hash\":\"{}\"}}", record.hash))
+    let mut line = serde_json::to_string(record).map_err(|e| format!("cannot serialize audit record: {e}"))?;
+    if !line.ends_with('}') {
+        return Err("audit record did not serialize as an object".into());
+    }
+    record.hash = chain_hash(&record.prev, &line);
+    // The body becomes the line in place: `}` gives way to the hash member (room for it and the
+    // newline the sink adds reserved at once).
+    line.pop();
+    line.reserve(record.hash.len() + 12);
+    line.push_str(",\"hash\":\"");
+    line.push_str(&record.hash);
+    line.push_str("\"}");
+    Ok(line)
 }
 
 /// Splits a line into the hashed body and the stored hash.

@@ -9,7 +9,7 @@
 //! limit a new session takes the place of the longest-idle one with nothing in flight, if that
 //! one has been idle for [`EVICTABLE_AFTER`]; otherwise it is refused (503), never queued.
 
-use super::store::{SessionState, hex};
+use super::store::SessionState;
 use super::{Session, Shared, new_session_id};
 use crate::error::Error;
 use crate::telemetry::Throttle;
@@ -220,5 +220,5 @@ pub fn stateless_id(principal: &str, conversation: Option<&str>) -> String {
     h.update(principal.as_bytes());
     h.update([0]);
     h.update(conversation.unwrap_or("").as_bytes());
-    format!("{STATELESS_PREFIX}{}", &hex(&h.finalize())[..40])
+    format!("{STATELESS_PREFIX}{}", &crate::hex::encode(&h.finalize())[..40])
 }
