@@ -18,7 +18,7 @@ use opentelemetry::trace::TraceContextExt;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use serde_json::value::RawValue;
 use tracing::Span;
-use tracing::field::Empty;
+use tracing::field::{Empty, Field, Value};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 const TRACEPARENT: &str = "traceparent";
@@ -122,16 +122,14 @@ pub fn request_span(frame: &Frame, session: &str, principal: &str, headers: Opti
         otel.kind = "server",
         otel.status_code = Empty,
         mcp.method.name = frame.method(),
-        jsonrpc.request.id = Empty,
+        // Field values are only evaluated for an enabled span.
+        jsonrpc.request.id = frame.id().map(id_attr),
         mcp.session.id = session,
         tollgate.principal = principal,
         error.type = Empty,
     );
     if span.is_disabled() {
         return span;
-    }
-    if let Some(id) = frame.id() {
-        span.record("jsonrpc.request.id", id_attr(id));
     }
     let parent = TraceHeaders::from_meta(frame.params()).or_else(|| headers.cloned());
     if let Some(parent) = parent {
@@ -158,7 +156,7 @@ pub struct ToolCallSpan<'a> {
 }
 
 pub fn tool_call_span(c: &ToolCallSpan<'_>) -> Span {
-    let span = tracing::info_span!(
+    tracing::info_span!(
         target: SPAN_TARGET,
         "mcp.tool_call",
         otel.status_code = Empty,
@@ -167,7 +165,7 @@ pub fn tool_call_span(c: &ToolCallSpan<'_>) -> Span {
         tollgate.upstream_tool = c.upstream_tool,
         mcp.session.id = c.session,
         tollgate.principal = c.principal,
-        jsonrpc.request.id = Empty,
+        jsonrpc.request.id = c.jsonrpc_id.map(id_attr),
         tollgate.decision = Empty,
         tollgate.rule = Empty,
         tollgate.outcome = Empty,
@@ -179,48 +177,52 @@ pub fn tool_call_span(c: &ToolCallSpan<'_>) -> Span {
         tollgate.policy.taint = Empty,
         tollgate.policy.approval = Empty,
         tollgate.policy.arguments = Empty,
-    );
-    if !span.is_disabled()
-        && let Some(id) = c.jsonrpc_id
-    {
-        span.record("jsonrpc.request.id", id_attr(id));
-    }
-    span
+    )
 }
 
-/// The span field that holds `layer`'s decision (the layer names `ToolCall::enforce` is given).
-fn policy_field(layer: &str) -> Option<&'static str> {
-    Some(match layer {
-        "allowlist" => "tollgate.policy.allowlist",
-        "quarantine" => "tollgate.policy.quarantine",
-        "pin" => "tollgate.policy.pin",
-        "read_only" => "tollgate.policy.read_only",
-        "taint" => "tollgate.policy.taint",
-        "approval" => "tollgate.policy.approval",
-        "arguments" => "tollgate.policy.arguments",
-        _ => return None,
-    })
-}
+/// The layers whose decisions `mcp.tool_call` carries (the names `ToolCall::enforce` is given),
+/// and their span fields.
+const POLICY_FIELDS: [(&str, &str); 7] = [
+    ("allowlist", "tollgate.policy.allowlist"),
+    ("quarantine", "tollgate.policy.quarantine"),
+    ("pin", "tollgate.policy.pin"),
+    ("read_only", "tollgate.policy.read_only"),
+    ("taint", "tollgate.policy.taint"),
+    ("approval", "tollgate.policy.approval"),
+    ("arguments", "tollgate.policy.arguments"),
+];
 
 /// Records how a tool call was decided (every layer's decision, the deciding one) and how it
-/// ended.
+/// ended, in one `record_all`: each `Span::record` is a dispatch through every layer.
 pub fn record_tool_call(span: &Span, trail: &Trail, decision: &str, rule: Option<&str>, outcome: &str) {
-    if span.is_disabled() {
-        return;
-    }
+    let Some(meta) = span.metadata() else { return }; // disabled
+    let mut layers: [Option<String>; POLICY_FIELDS.len()] = Default::default();
     trail.each(|entry| {
-        if let Some(field) = policy_field(entry.layer) {
-            span.record(field, format!("{} {}", entry.decision, entry.rule));
+        if let Some(i) = POLICY_FIELDS.iter().position(|(layer, _)| *layer == entry.layer) {
+            layers[i] = Some(format!("{} {}", entry.decision, entry.rule));
         }
     });
-    span.record("tollgate.decision", decision);
-    if let Some(rule) = rule {
-        span.record("tollgate.rule", rule);
-    }
-    span.record("tollgate.outcome", outcome);
-    if !matches!(outcome, "ok" | "tool_error" | "input_required") {
-        span.record("otel.status_code", "error");
-    }
+    let status = (!matches!(outcome, "ok" | "tool_error" | "input_required")).then_some("error");
+    let fields = meta.fields();
+    let names = ["tollgate.decision", "tollgate.rule", "tollgate.outcome", "otel.status_code"];
+    let [Some(d), Some(r), Some(o), Some(st)] = names.map(|n| fields.field(n)) else { return };
+    let policy = POLICY_FIELDS.map(|(_, name)| fields.field(name));
+    let [Some(p0), Some(p1), Some(p2), Some(p3), Some(p4), Some(p5), Some(p6)] = &policy else { return };
+    let l = layers.each_ref().map(|v| v.as_deref());
+    let values: [(&Field, Option<&dyn Value>); 11] = [
+        (&d, Some(&decision)),
+        (&r, rule.as_ref().map(|v| v as &dyn Value)),
+        (&o, Some(&outcome)),
+        (&st, status.as_ref().map(|v| v as &dyn Value)),
+        (p0, l[0].as_ref().map(|v| v as &dyn Value)),
+        (p1, l[1].as_ref().map(|v| v as &dyn Value)),
+        (p2, l[2].as_ref().map(|v| v as &dyn Value)),
+        (p3, l[3].as_ref().map(|v| v as &dyn Value)),
+        (p4, l[4].as_ref().map(|v| v as &dyn Value)),
+        (p5, l[5].as_ref().map(|v| v as &dyn Value)),
+        (p6, l[6].as_ref().map(|v| v as &dyn Value)),
+    ];
+    span.record_all(&fields.value_set(&values));
 }
 
 /// `mcp.upstream`: one message to an upstream and its reply (a client span).
