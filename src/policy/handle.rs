@@ -75,14 +75,11 @@ impl PolicyHandle {
         // Editors write a file in several events; debounce so one save is one reload.
         let watched = dir.clone();
         let mut debouncer = new_debouncer(Duration::from_millis(200), None, move |result: DebounceEventResult| {
-            let Ok(events) = result else { return };
-            // Only a change to a policy or schema file reloads: other files in the directory (an
-            // audit log kept there is written twice per call) would otherwise reload the policy
-            // every 200 ms under load.
-            if !events.iter().flat_map(|e| e.paths.iter()).any(|p| is_policy_path(&watched, p)) {
-                return;
-            }
-            if let Some(h) = handle.upgrade() {
+            let (Ok(events), Some(h)) = (result, handle.upgrade()) else { return };
+            // Only what the policy reads reloads it: another file kept in the directory (an audit
+            // log is written twice per call) would otherwise reload it every 200 ms under load.
+            let current = h.load();
+            if events.iter().flat_map(|e| e.paths.iter()).any(|p| current.depends_on(&watched, p)) {
                 let _ = h.reload();
             }
         })
@@ -92,34 +89,9 @@ impl PolicyHandle {
     }
 }
 
-/// Whether a change to `path` can change the policy loaded from `dir`: its `*.toml` files and
-/// anything under `schemas/` (pinned argument schemas), or the directory itself.
-fn is_policy_path(dir: &Path, path: &Path) -> bool {
-    match path.strip_prefix(dir) {
-        Ok(rest) if rest.as_os_str().is_empty() => true,
-        Ok(rest) => {
-            rest.starts_with("schemas")
-                || (rest.parent() == Some(Path::new("")) && rest.extension().is_some_and(|x| x == "toml"))
-        }
-        // Reported under another spelling of the directory (a symlink): reload to be safe.
-        Err(_) => true,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_policy_and_schema_files_trigger_a_reload() {
-        let dir = Path::new("/etc/tollgate/policies");
-        for yes in ["p.toml", "schemas/get-sum.json", "schemas", ""] {
-            assert!(is_policy_path(dir, &dir.join(yes)), "{yes}");
-        }
-        for no in ["audit.jsonl", "audit.jsonl.3", "p.toml.swp", "notes/p.toml", "README.md"] {
-            assert!(!is_policy_path(dir, &dir.join(no)), "{no}");
-        }
-    }
 
     #[test]
     fn a_bad_reload_keeps_the_old_policy_and_says_why() {

@@ -126,12 +126,26 @@ impl Policy {
         }
     }
 
+    /// Whether a change at `path` can change what [`Policy::load_dir`] reads from `dir`, this
+    /// policy having been loaded from there: a policy file, a schema this policy pins, any JSON
+    /// file or anything under `schemas/` (a schema the policy being edited may pin next), or the
+    /// directory itself. Other files kept there (an audit log, written twice per call) do not.
+    pub fn depends_on(&self, dir: &Path, path: &Path) -> bool {
+        // Reported under another spelling of the directory (a symlink): assume it does.
+        let Ok(rest) = path.strip_prefix(dir) else { return true };
+        rest.as_os_str().is_empty()
+            || (rest.parent() == Some(Path::new("")) && is_policy_file(rest))
+            || rest.starts_with("schemas")
+            || rest.extension().is_some_and(|x| x == "json")
+            || self.schemas.contains_key(rest)
+    }
+
     /// Loads every `*.toml` in `dir` (sorted by name). Pinned schemas resolve relative to `dir`.
     pub fn load_dir(dir: &Path) -> Result<Policy, String> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|e| format!("{}: cannot read the policy directory: {e}", dir.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .filter(|p| is_policy_file(p))
             .collect();
         files.sort();
         if files.is_empty() {
@@ -441,9 +455,35 @@ impl Policy {
     }
 }
 
+/// A policy file (read from the top of the policy directory).
+fn is_policy_file(path: &Path) -> bool {
+    path.extension().is_some_and(|x| x == "toml")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_what_the_policy_reads_is_a_dependency() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("pinned")).unwrap();
+        std::fs::write(dir.path().join("pinned/args.schema"), r#"{"type":"object"}"#).unwrap();
+        std::fs::write(
+            dir.path().join("p.toml"),
+            "[[upstream]]\nname = \"a\"\nallow = [\"t\"]\n[[upstream.tool]]\nname = \"t\"\nschema = \"pinned/args.schema\"\n",
+        )
+        .unwrap();
+        let p = Policy::load_dir(dir.path()).unwrap();
+        let d = dir.path();
+        for yes in ["p.toml", "new.toml", "pinned/args.schema", "schemas/get-sum.json", "schemas", "other.json", ""] {
+            assert!(p.depends_on(d, &d.join(yes)), "{yes}");
+        }
+        for no in ["audit.jsonl", "audit.jsonl.3", "p.toml.swp", "notes/p.toml", "README.md", "pinned/other"] {
+            assert!(!p.depends_on(d, &d.join(no)), "{no}");
+        }
+        assert!(p.depends_on(d, Path::new("/elsewhere/p.toml")), "another spelling of the directory");
+    }
 
     fn tool(name: &str, ro: Option<bool>) -> ToolDefinition {
         ToolDefinition::new(name, ro, None, "d")
