@@ -100,13 +100,7 @@ fn fill_cost(record: &mut AuditRecord, cost: &CallCost, currency: &str) {
 
 /// The parts of the record known before the call runs.
 fn base_record(call: &ToolCall) -> AuditRecord {
-    // Only `_meta` is kept: read it alone rather than build a value tree of all the params.
-    #[derive(serde::Deserialize)]
-    struct Params {
-        #[serde(rename = "_meta")]
-        meta: Option<serde_json::Value>,
-    }
-    let meta = call.frame.params().and_then(|p| serde_json::from_str::<Params>(p).ok()).and_then(|p| p.meta);
+    let meta = crate::mcp::meta::<serde_json::Value>(call.frame.params());
     let traceparent = meta.as_ref().and_then(|m| m.get("traceparent")).and_then(|t| t.as_str()).map(str::to_string);
     let mut args = call.arguments.clone();
     call.policy.redactor().redact_json(&mut args);

@@ -54,12 +54,19 @@ impl MetaClaims {
     }
 }
 
-pub fn meta_claims(params: Option<&str>) -> MetaClaims {
+/// `params._meta` read as `T` (only the members `T` names are kept; the rest of `params` is
+/// skipped, never built into a value tree). `None` without params, without `_meta`, or when
+/// they do not parse as `T`.
+pub fn meta<'a, T: serde::Deserialize<'a>>(params: Option<&'a str>) -> Option<T> {
     #[derive(serde::Deserialize)]
-    struct P {
+    struct Params<T> {
         #[serde(rename = "_meta")]
-        meta: Option<M>,
+        meta: Option<T>,
     }
+    serde_json::from_str::<Params<T>>(params?).ok()?.meta
+}
+
+pub fn meta_claims(params: Option<&str>) -> MetaClaims {
     #[derive(serde::Deserialize)]
     struct M {
         #[serde(rename = "io.modelcontextprotocol/protocolVersion")]
@@ -69,7 +76,7 @@ pub fn meta_claims(params: Option<&str>) -> MetaClaims {
         #[serde(rename = "io.modelcontextprotocol/clientCapabilities")]
         capabilities: Option<serde_json::Value>,
     }
-    let Some(Ok(P { meta: Some(m) })) = params.map(serde_json::from_str::<P>) else { return MetaClaims::default() };
+    let Some(m) = meta::<M>(params) else { return MetaClaims::default() };
     MetaClaims {
         version: m.version,
         conversation: m.conversation,

@@ -18,7 +18,7 @@ use opentelemetry::trace::TraceContextExt;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use serde_json::value::RawValue;
 use tracing::Span;
-use tracing::field::{Empty, Field, Value};
+use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 const TRACEPARENT: &str = "traceparent";
@@ -65,18 +65,13 @@ impl TraceHeaders {
     /// The context a message carries in `params._meta` (a targeted read: no value tree).
     pub fn from_meta(params: Option<&str>) -> Option<TraceHeaders> {
         #[derive(serde::Deserialize)]
-        struct Params<'a> {
-            #[serde(rename = "_meta", borrow)]
-            meta: Option<Meta<'a>>,
-        }
-        #[derive(serde::Deserialize)]
         struct Meta<'a> {
             #[serde(borrow)]
             traceparent: Option<&'a RawValue>,
             #[serde(borrow)]
             tracestate: Option<&'a RawValue>,
         }
-        let meta = serde_json::from_str::<Params>(params?).ok()?.meta?;
+        let meta = crate::mcp::meta::<Meta>(params)?;
         let text = |v: Option<&RawValue>| v.and_then(|v| serde_json::from_str::<String>(v.get()).ok());
         Some(TraceHeaders { traceparent: text(meta.traceparent)?, tracestate: text(meta.tracestate) })
     }
@@ -193,36 +188,24 @@ const POLICY_FIELDS: [(&str, &str); 7] = [
 ];
 
 /// Records how a tool call was decided (every layer's decision, the deciding one) and how it
-/// ended, in one `record_all`: each `Span::record` is a dispatch through every layer.
+/// ended.
 pub fn record_tool_call(span: &Span, trail: &Trail, decision: &str, rule: Option<&str>, outcome: &str) {
-    let Some(meta) = span.metadata() else { return }; // disabled
-    let mut layers: [Option<String>; POLICY_FIELDS.len()] = Default::default();
+    if span.is_disabled() {
+        return;
+    }
     trail.each(|entry| {
-        if let Some(i) = POLICY_FIELDS.iter().position(|(layer, _)| *layer == entry.layer) {
-            layers[i] = Some(format!("{} {}", entry.decision, entry.rule));
+        if let Some((_, field)) = POLICY_FIELDS.iter().find(|(layer, _)| *layer == entry.layer) {
+            span.record(*field, format!("{} {}", entry.decision, entry.rule));
         }
     });
-    let status = (!matches!(outcome, "ok" | "tool_error" | "input_required")).then_some("error");
-    let fields = meta.fields();
-    let names = ["tollgate.decision", "tollgate.rule", "tollgate.outcome", "otel.status_code"];
-    let [Some(d), Some(r), Some(o), Some(st)] = names.map(|n| fields.field(n)) else { return };
-    let policy = POLICY_FIELDS.map(|(_, name)| fields.field(name));
-    let [Some(p0), Some(p1), Some(p2), Some(p3), Some(p4), Some(p5), Some(p6)] = &policy else { return };
-    let l = layers.each_ref().map(|v| v.as_deref());
-    let values: [(&Field, Option<&dyn Value>); 11] = [
-        (&d, Some(&decision)),
-        (&r, rule.as_ref().map(|v| v as &dyn Value)),
-        (&o, Some(&outcome)),
-        (&st, status.as_ref().map(|v| v as &dyn Value)),
-        (p0, l[0].as_ref().map(|v| v as &dyn Value)),
-        (p1, l[1].as_ref().map(|v| v as &dyn Value)),
-        (p2, l[2].as_ref().map(|v| v as &dyn Value)),
-        (p3, l[3].as_ref().map(|v| v as &dyn Value)),
-        (p4, l[4].as_ref().map(|v| v as &dyn Value)),
-        (p5, l[5].as_ref().map(|v| v as &dyn Value)),
-        (p6, l[6].as_ref().map(|v| v as &dyn Value)),
-    ];
-    span.record_all(&fields.value_set(&values));
+    span.record("tollgate.decision", decision);
+    if let Some(rule) = rule {
+        span.record("tollgate.rule", rule);
+    }
+    span.record("tollgate.outcome", outcome);
+    if !matches!(outcome, "ok" | "tool_error" | "input_required") {
+        span.record("otel.status_code", "error");
+    }
 }
 
 /// `mcp.upstream`: one message to an upstream and its reply (a client span).
