@@ -547,6 +547,9 @@ impl SessionStore for EmbeddedStore {
     }
 
     async fn push_history(&self, id: &str, calls: &[CallSummary], cap: usize, ttl: Duration) -> StoreResult<()> {
+        if cap > 0 && calls.is_empty() {
+            return Ok(());
+        }
         let id = id.to_string();
         // Newest first, and only as many as can survive the cap.
         let newest: Vec<CallSummary> = calls.iter().rev().take(cap).cloned().collect();

@@ -267,7 +267,8 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn list_sessions(&self) -> StoreResult<Vec<SessionRecord>>;
 
     /// Prepends `calls` (oldest first) to the session's recent calls, keeping at most `cap`: one
-    /// store round trip for a whole flush, whatever its size.
+    /// store round trip for a whole flush, whatever its size. No calls (with `cap > 0`) change
+    /// nothing; `cap == 0` removes the history.
     async fn push_history(&self, id: &str, calls: &[CallSummary], cap: usize, ttl: Duration) -> StoreResult<()>;
     /// The newest `limit` calls, newest first.
     async fn history(&self, id: &str, limit: usize) -> StoreResult<Vec<CallSummary>>;
