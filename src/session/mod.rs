@@ -502,6 +502,12 @@ impl Session {
 
     async fn route_request(&self, frame: &Frame, related: Option<RelatedSink>, roles: &Roles) -> Result<Frame, Error> {
         let method = frame.method();
+        if let Err(e) = check_meta(frame) {
+            if method == "tools/call" {
+                self.count_unroutable_call(&e);
+            }
+            return Err(e);
+        }
         match method {
             "tools/call" => {
                 let (route, upstream_frame, public) = match self.resolve_named(frame, ListKind::Tools, roles).await {
@@ -1330,4 +1336,19 @@ pub fn new_session_id() -> String {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).expect("the OS random source is available");
     crate::hex::encode(&bytes)
+}
+
+/// `params._meta` is an object in every MCP request: anything else is refused here with the
+/// reason, not handed to an upstream that may reject it silently and leave the call to time out.
+fn check_meta(frame: &Frame) -> Result<(), Error> {
+    // Only a request that names `_meta` pays for reading it.
+    if !frame.params().is_some_and(|p| p.contains("\"_meta\"")) {
+        return Ok(());
+    }
+    match mcp::meta::<serde_json::Value>(frame.params()) {
+        Some(meta) if !meta.is_object() => {
+            Err(Error::InvalidParams(format!("{}: params._meta must be an object, not {meta}", frame.method())))
+        }
+        _ => Ok(()),
+    }
 }

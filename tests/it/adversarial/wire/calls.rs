@@ -269,3 +269,22 @@ async fn line_breaks_and_fake_json_stay_inside_one_audit_line() {
         std::process::Command::new(tollgate_bin()).args(["audit", "verify", log.to_str().unwrap()]).output().unwrap();
     assert!(out.status.success(), "the chain does not verify: {}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// A `_meta` that is not an object is refused by the gateway (-32602, naming `_meta`) instead of
+/// being forwarded to an upstream that may never answer it; nothing reaches the upstream and the
+/// session goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meta_that_is_not_an_object_is_refused_and_never_forwarded() {
+    let (upstream, gw) = echo_gateway().await;
+    let mut client = HttpClient::new(&gw.url);
+    client.initialize(json!({})).await;
+    for meta in [json!(7), json!("x"), json!([1])] {
+        let reply = client.request("tools/call", json!({"name": "up__echo", "arguments": {}, "_meta": meta})).await;
+        let error = &reply.response()["error"];
+        assert_eq!(error["code"], -32602, "{meta}: {error}");
+        assert!(error["message"].as_str().unwrap_or_default().contains("_meta must be an object"), "{error}");
+    }
+    assert!(upstream.calls().is_empty(), "forwarded: {:?}", upstream.calls());
+    let ok = client.request("tools/call", json!({"name": "up__echo", "arguments": {"k": 1}, "_meta": {"x": 1}})).await;
+    assert_eq!(ok.response()["result"]["content"][0]["text"], r#"{"k":1}"#, "{:?}", ok.messages);
+}
